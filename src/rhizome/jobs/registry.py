@@ -1,0 +1,170 @@
+"""Job types: name, display label, icon, stages (percent ranges, pause-safe) and handler.
+
+A job type is declared once, next to its handler::
+
+    class Input(BaseModel):
+        path: str
+
+    @registry.job_type(
+        "my_job", label="My job", icon="zap", input_model=Input,
+        stages=[Stage("load", "Loading", 0, 40),
+                Stage("save", "Saving", 40, 100, pause_safe=False)],
+    )
+    def my_job(ctx: JobContext, data: Input) -> dict[str, Any]:
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from rhizome.jobs.errors import InvalidInputError, UnknownJobTypeError
+
+if TYPE_CHECKING:
+    from rhizome.jobs.context import JobContext
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a job type. ``start``/``end`` are the job's percent range in it."""
+
+    name: str
+    label: str
+    start: float
+    end: float
+    pause_safe: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end <= 100:
+            raise ValueError(f"stage {self.name}: need 0 <= start <= end <= 100")
+
+    def percent(self, fraction: float) -> float:
+        """The job's overall percent at ``fraction`` (0..1) of this stage."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        return round(self.start + (self.end - self.start) * fraction, 2)
+
+
+Handler = Callable[["JobContext", Any], "dict[str, Any] | None"]
+StagesFor = Callable[[Any], Sequence[Stage]]
+
+
+class _EmptyInput(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    label: str
+    icon: str
+    handler: Handler
+    stages: Sequence[Stage] | StagesFor = ()
+    input_model: type[BaseModel] = _EmptyInput
+    hidden: bool = False
+    """Hidden types (``noop``) are left out of the UI's default views."""
+    description: str = ""
+    max_retries: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate_input(self, data: Any) -> BaseModel:
+        if not isinstance(data, dict):
+            raise InvalidInputError(
+                f"Input for {self.name} must be a JSON object, got {type(data).__name__}.",
+            )
+        try:
+            return self.input_model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise InvalidInputError(
+                f"Invalid input for job type {self.name}: {problems}.",
+                "Fix the listed fields and enqueue the job again.",
+            ) from None
+
+    def stages_for(self, data: BaseModel) -> tuple[Stage, ...]:
+        stages = self.stages(data) if callable(self.stages) else self.stages
+        return tuple(stages)
+
+    def describe(self) -> dict[str, Any]:
+        static = None if callable(self.stages) else [s.__dict__ for s in self.stages]
+        return {
+            "name": self.name,
+            "label": self.label,
+            "icon": self.icon,
+            "hidden": self.hidden,
+            "description": self.description,
+            "stages": static,
+            "input_schema": self.input_model.model_json_schema(),
+        }
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def register(self, job_type: JobType) -> JobType:
+        existing = self._types.get(job_type.name)
+        if existing is not None and existing.handler is not job_type.handler:
+            raise ValueError(f"job type {job_type.name!r} is already registered")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def job_type(
+        self,
+        name: str,
+        *,
+        label: str,
+        icon: str,
+        stages: Sequence[Stage] | StagesFor = (),
+        input_model: type[BaseModel] = _EmptyInput,
+        hidden: bool = False,
+        description: str = "",
+        max_retries: int = 3,
+    ) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`."""
+
+        def wrap(handler: Handler) -> Handler:
+            self.register(
+                JobType(
+                    name=name,
+                    label=label,
+                    icon=icon,
+                    handler=handler,
+                    stages=stages,
+                    input_model=input_model,
+                    hidden=hidden,
+                    description=description or (handler.__doc__ or "").strip(),
+                    max_retries=max_retries,
+                )
+            )
+            return handler
+
+        return wrap
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise UnknownJobTypeError(
+                f"Unknown job type {name!r}. Registered types: {known}.",
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def all(self) -> list[JobType]:
+        return [self._types[n] for n in sorted(self._types)]
+
+
+registry = Registry()
+"""The process-wide registry; ``rhizome.handlers`` registers the built-in types in it."""

@@ -1,0 +1,566 @@
+"""The job store logic shared by both dialects.
+
+A dialect supplies connections and transactions (:meth:`SqlJobStore.transaction`) and its
+own batch statements; everything about *which* change is legal lives here and in
+:mod:`rhizome.jobs.states`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from rhizome.jobs import states
+from rhizome.jobs.errors import JobLostError, JobNotFoundError
+from rhizome.jobs.model import (
+    Control,
+    ErrorType,
+    Job,
+    JobEvent,
+    JobStatus,
+    NewJob,
+    WorkerInfo,
+)
+from rhizome.jobs.store.queries import Migration, load_migrations, load_queries
+
+log = logging.getLogger("rhizome.jobs.store")
+
+Row = dict[str, Any]
+
+
+class Tx(Protocol):
+    """A transaction (or autocommit session) that runs named queries."""
+
+    def all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]: ...
+    def one(self, name: str, params: dict[str, Any] | None = None) -> Row | None: ...
+    def run(self, name: str, params: dict[str, Any] | None = None) -> int: ...
+    def many(self, name: str, params: Sequence[dict[str, Any]]) -> None: ...
+    def script(self, sql: str) -> None: ...
+
+
+MIGRATION_SETS: list[tuple[str, str]] = [("jobs", "rhizome.jobs.store")]
+"""(component, package) pairs whose ``sql/<dialect>/migrations`` are applied in order.
+Other parts of the product append theirs with :func:`register_migrations`."""
+
+
+def register_migrations(component: str, package: str) -> None:
+    if (component, package) not in MIGRATION_SETS:
+        MIGRATION_SETS.append((component, package))
+
+
+class SqlJobStore(ABC):
+    dialect: str
+    url: str
+
+    def __init__(self) -> None:
+        self.queries = load_queries(self.dialect)
+
+    # --- plumbing supplied by the dialect ---------------------------------------------
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: read committed)."""
+
+    @abstractmethod
+    def session(self) -> AbstractContextManager[Tx]:
+        """An autocommit session for reads."""
+
+    @abstractmethod
+    def _migration_lock(self, tx: Tx) -> None:
+        """Serialize concurrent migrators (several workers starting at once)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block until new work may be due (a wake-up arrived) or ``timeout`` passes."""
+
+    @abstractmethod
+    def claim(
+        self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
+    ) -> list[Job]: ...
+
+    @abstractmethod
+    def complete(self, worker_id: str, results: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Mark jobs completed with their outputs; returns the ids it completed."""
+
+    @abstractmethod
+    def expire_leases(self) -> list[str]: ...
+
+    @abstractmethod
+    def promote_retries(self) -> list[str]: ...
+
+    @abstractmethod
+    def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]: ...
+
+    @abstractmethod
+    def _insert_new(self, tx: Tx, rows: list[Row]) -> list[Row]:
+        """Insert jobs without a dedupe key (and their 'created' events), in bulk."""
+
+    @abstractmethod
+    def _wakeup(self, tx: Tx, job_types: set[str]) -> None:
+        """Tell idle workers that jobs arrived (inside the enqueue transaction)."""
+
+    # --- schema ------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply every migration not applied yet; returns their names."""
+        applied: list[str] = []
+        with self.transaction() as tx:
+            self._migration_lock(tx)
+            tx.script(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL, PRIMARY KEY (component, version))"
+            )
+            done = {
+                (r["component"], int(r["version"]))
+                for r in self._raw(tx, "SELECT component, version FROM schema_migrations")
+            }
+            for component, package in MIGRATION_SETS:
+                for m in self._migrations(component, package):
+                    if (m.component, m.version) in done:
+                        continue
+                    tx.script(m.sql)
+                    self._record_migration(tx, m)
+                    applied.append(f"{m.component}/{m.version:04d}_{m.name}")
+        for name in applied:
+            log.info("applied migration %s", name, extra={"migration": name})
+        return applied
+
+    def _migrations(self, component: str, package: str) -> list[Migration]:
+        return load_migrations(self.dialect, component, package)
+
+    @abstractmethod
+    def _raw(self, tx: Tx, sql: str) -> list[Row]: ...
+
+    @abstractmethod
+    def _record_migration(self, tx: Tx, m: Migration) -> None: ...
+
+    def check(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.session() as s:
+            s.one("ping")
+
+    # --- enqueue and read ----------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert jobs in one transaction. A job whose ``dedupe_key`` matches an unfinished
+        job is not inserted; the existing job is returned in its place."""
+        rows = [self._new_row(j) for j in jobs]
+        plain = [r for r in rows if r["dedupe_key"] is None]
+        keyed = [r for r in rows if r["dedupe_key"] is not None]
+        by_id: dict[str, Row] = {}
+        with self.transaction() as tx:
+            if plain:
+                for row in self._insert_new(tx, plain):
+                    by_id[str(row["id"])] = row
+            for row in keyed:
+                inserted = tx.one("insert_job", row)
+                if inserted is None:
+                    existing = tx.one("find_unfinished_by_dedupe", row)
+                    if existing is None:  # finished between the two statements
+                        existing = tx.one("insert_job", row)
+                    assert existing is not None
+                    by_id[row["id"]] = existing
+                else:
+                    self._event(tx, row["id"], None, JobStatus.PENDING, "created")
+                    by_id[row["id"]] = inserted
+            self._wakeup(tx, {r["job_type"] for r in rows})
+        return [Job.from_row(by_id[r["id"]]) for r in rows]
+
+    def _new_row(self, j: NewJob) -> Row:
+        return {
+            "id": str(uuid.uuid4()),
+            "job_type": j.job_type,
+            "user_id": j.user_id,
+            "entity_type": j.entity_type,
+            "entity_id": j.entity_id,
+            "priority": j.priority,
+            "dedupe_key": j.dedupe_key,
+            "input_data": j.input_data,
+            "max_retries": j.max_retries,
+            "run_at": self._time_param(j.run_at),
+            "progress": {"percent": 0},
+        }
+
+    def _time_param(self, value: datetime | None) -> Any:
+        return value
+
+    def get(self, job_id: str, user_id: str | None = None) -> Job:
+        job_id = _check_id(job_id)
+        with self.session() as s:
+            row = s.one("get_job", {"id": job_id})
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise JobNotFoundError(f"No job with id {job_id}.")
+        return Job.from_row(row)
+
+    def list_jobs(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        job_types: Sequence[str] | None = None,
+        stage: str | None = None,
+        ids: Sequence[str] | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        params = {
+            "statuses": [JobStatus(s).value for s in statuses] if statuses else None,
+            "types": list(job_types) if job_types else None,
+            "stage": stage,
+            "ids": [_check_id(i) for i in ids] if ids is not None else None,
+            "user_id": user_id,
+            "limit": limit,
+            "offset": offset,
+        }
+        with self.session() as s:
+            return [Job.from_row(r) for r in s.all("list_jobs", params)]
+
+    def count_jobs(self, user_id: str | None = None) -> dict[tuple[str, str], int]:
+        """``{(status, job_type): count}``."""
+        with self.session() as s:
+            rows = s.all("count_jobs", {"user_id": user_id})
+        return {(r["status"], r["job_type"]): int(r["n"]) for r in rows}
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        with self.session() as s:
+            return [JobEvent.from_row(r) for r in s.all("list_events", {"id": _check_id(job_id)})]
+
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        stage: str | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        """An informational timeline entry (no status change)."""
+        with self.transaction() as tx:
+            tx.run(
+                "insert_event",
+                {
+                    "job_id": job_id,
+                    "from_status": None,
+                    "to_status": None,
+                    "stage": stage,
+                    "message": message,
+                    "worker_id": worker_id,
+                },
+            )
+
+    # --- running jobs (called by the owning worker) -------------------------------------
+
+    def update_progress(
+        self,
+        job_id: str,
+        worker_id: str,
+        progress: dict[str, Any],
+        *,
+        event: str | None = None,
+    ) -> Control:
+        """Write progress; with ``event``, also a timeline entry. Returns control flags."""
+        with self.transaction() as tx:
+            row = tx.one(
+                "update_progress", {"id": job_id, "worker_id": worker_id, "progress": progress}
+            )
+            if row is None:
+                raise JobLostError(f"Job {job_id} is no longer owned by worker {worker_id}.")
+            if event:
+                tx.run(
+                    "insert_event",
+                    {
+                        "job_id": job_id,
+                        "from_status": None,
+                        "to_status": None,
+                        "stage": progress.get("stage"),
+                        "message": event,
+                        "worker_id": worker_id,
+                    },
+                )
+        return Control(bool(row["pause_requested"]), bool(row["cancel_requested"]))
+
+    def record_checkpoint(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        path: str,
+        stage: str,
+        sha256: str,
+        progress: dict[str, Any],
+    ) -> Control:
+        with self.transaction() as tx:
+            row = tx.one(
+                "record_checkpoint",
+                {
+                    "id": job_id,
+                    "worker_id": worker_id,
+                    "path": path,
+                    "stage": stage,
+                    "hash": sha256,
+                    "progress": progress,
+                },
+            )
+        if row is None:
+            raise JobLostError(f"Job {job_id} is no longer owned by worker {worker_id}.")
+        return Control(bool(row["pause_requested"]), bool(row["cancel_requested"]))
+
+    def fail(
+        self,
+        job_id: str,
+        worker_id: str | None,
+        *,
+        error_type: ErrorType,
+        last_error: str,
+        error_message: str,
+        retry_delay: float | None,
+    ) -> Job:
+        """Fail a running job; with ``retry_delay`` it retries automatically after it."""
+        message = f"failed ({error_type.value})"
+        if retry_delay is not None:
+            message += f"; automatic retry in {retry_delay:.1f}s"
+        return self._apply(
+            job_id,
+            "fail",
+            "set_failed",
+            {
+                "error_type": error_type.value,
+                "last_error": last_error[:20000],
+                "error_message": error_message[:4000],
+                "retry_increment": 1 if retry_delay is not None else 0,
+                "retry_delay": retry_delay,
+            },
+            message=message,
+            owner=worker_id,
+        )
+
+    def stop(self, job_id: str, worker_id: str, action: str, reason: str) -> Job:
+        """The owning worker stops a job at a safe point: ``pause``, ``cancel`` or
+        ``release`` (back to pending, e.g. on shutdown)."""
+        query = {"pause": "set_paused", "cancel": "set_cancelled", "release": "set_released"}
+        return self._apply(
+            job_id, action, query[action], {"reason": reason}, message=reason, owner=worker_id
+        )
+
+    # --- requests from users and admins -------------------------------------------------
+
+    def request_pause(
+        self, job_id: str, *, reason: str = "paused by user", user_id: str | None = None
+    ) -> Job:
+        """Pending → paused at once; processing → pause requested (honoured at the next
+        safe point)."""
+        current = self.get(job_id, user_id)
+        if current.status is JobStatus.PROCESSING:
+            return self._control(job_id, pause=True, reason=reason, message="pause requested")
+        return self._apply(job_id, "pause", "set_paused", {"reason": reason}, message=reason)
+
+    def request_cancel(self, job_id: str, *, user_id: str | None = None) -> Job:
+        current = self.get(job_id, user_id)
+        if current.status is JobStatus.PROCESSING:
+            return self._control(job_id, cancel=True, message="cancel requested")
+        return self._apply(job_id, "cancel", "set_cancelled", {}, message="cancelled by user")
+
+    def resume(self, job_id: str, *, restart: bool = False, user_id: str | None = None) -> Job:
+        self.get(job_id, user_id)
+        msg = "resumed; restarting from the beginning" if restart else "resumed from checkpoint"
+        job = self._apply(job_id, "resume", "set_resumed", {}, message=msg)
+        if restart:
+            job = self.clear_checkpoint(job_id)
+        return job
+
+    def retry(self, job_id: str, *, restart: bool = False, user_id: str | None = None) -> Job:
+        """Manual retry of a failed or cancelled job (from its checkpoint by default)."""
+        self.get(job_id, user_id)
+        job = self._apply(
+            job_id, "retry", "set_retried", {"reset_retries": True}, message="retried by hand"
+        )
+        if restart:
+            job = self.clear_checkpoint(job_id)
+        return job
+
+    def force_fail(self, job_id: str, reason: str = "failed by an administrator") -> Job:
+        return self._apply(
+            job_id,
+            "force_fail",
+            "set_failed",
+            {
+                "error_type": ErrorType.PERMANENT.value,
+                "last_error": reason,
+                "error_message": f"{reason}. Retry the job to run it again.",
+                "retry_increment": 0,
+                "retry_delay": None,
+            },
+            message=reason,
+        )
+
+    def clear_checkpoint(self, job_id: str) -> Job:
+        with self.transaction() as tx:
+            row = tx.one("clear_checkpoint", {"id": job_id})
+        if row is None:
+            raise JobNotFoundError(f"No job with id {job_id}.")
+        return Job.from_row(row)
+
+    def delete(self, job_id: str, *, user_id: str | None = None, reason: str = "deleted") -> Job:
+        """Delete a job and its timeline, leaving one tombstone event."""
+        job_id = _check_id(job_id)
+        with self.transaction() as tx:
+            row = tx.one("lock_job", {"id": job_id})
+            if row is None or (user_id is not None and row["user_id"] != user_id):
+                raise JobNotFoundError(f"No job with id {job_id}.")
+            tx.run("delete_job", {"id": job_id})
+            tx.run("delete_job_events", {"id": job_id})
+            self._event(tx, job_id, row["status"], None, reason, stage=_stage(row))
+        return Job.from_row(row)
+
+    # --- workers -------------------------------------------------------------------------
+
+    def register_worker(
+        self, worker_id: str, host: str, pid: int, concurrency: int, job_types: Sequence[str] | None
+    ) -> None:
+        with self.transaction() as tx:
+            tx.run(
+                "insert_worker",
+                {
+                    "id": worker_id,
+                    "host": host,
+                    "pid": pid,
+                    "concurrency": concurrency,
+                    "job_types": ",".join(job_types) if job_types else None,
+                },
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self.transaction() as tx:
+            tx.run("stop_worker", {"id": worker_id})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self.session() as s:
+            return [WorkerInfo.from_row(r) for r in s.all("list_workers")]
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        job_id: str,
+        action: str,
+        query: str,
+        params: dict[str, Any],
+        *,
+        message: str | None = None,
+        owner: str | None = None,
+    ) -> Job:
+        """Lock one job, check the transition against the state table, update it and
+        write its event, all in one transaction."""
+        job_id = _check_id(job_id)
+        with self.transaction() as tx:
+            row = tx.one("lock_job", {"id": job_id})
+            if row is None:
+                raise JobNotFoundError(f"No job with id {job_id}.")
+            if owner is not None and (
+                row["worker_id"] != owner or row["status"] != JobStatus.PROCESSING
+            ):
+                raise JobLostError(f"Job {job_id} is no longer owned by worker {owner}.")
+            t = states.find(action, row["status"])
+            new = tx.one(query, {"id": job_id, **params})
+            assert new is not None
+            self._event(
+                tx,
+                job_id,
+                t.source,
+                t.target,
+                message or t.meaning,
+                stage=_stage(row),
+                worker_id=owner,
+            )
+            if t.target is JobStatus.PENDING:
+                self._wakeup(tx, {row["job_type"]})
+        return Job.from_row(new)
+
+    def _control(
+        self,
+        job_id: str,
+        *,
+        pause: bool = False,
+        cancel: bool = False,
+        reason: str | None = None,
+        message: str,
+    ) -> Job:
+        with self.transaction() as tx:
+            row = tx.one("lock_job", {"id": job_id})
+            if row is None:
+                raise JobNotFoundError(f"No job with id {job_id}.")
+            if row["status"] != JobStatus.PROCESSING:
+                # it stopped running meanwhile: apply the plain transition instead
+                states.find("pause" if pause else "cancel", row["status"])
+            new = tx.one(
+                "set_control",
+                {
+                    "id": job_id,
+                    "pause_requested": bool(row["pause_requested"]) or pause,
+                    "cancel_requested": bool(row["cancel_requested"]) or cancel,
+                    "reason": reason,
+                },
+            )
+            assert new is not None
+            self._event(tx, job_id, None, None, message, stage=_stage(row))
+        return Job.from_row(new)
+
+    def _event(
+        self,
+        tx: Tx,
+        job_id: str,
+        from_status: str | None,
+        to_status: str | None,
+        message: str,
+        *,
+        stage: str | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        tx.run(
+            "insert_event",
+            {
+                "job_id": job_id,
+                "from_status": str(from_status) if from_status else None,
+                "to_status": str(to_status) if to_status else None,
+                "stage": stage,
+                "message": message,
+                "worker_id": worker_id,
+            },
+        )
+
+
+def _stage(row: Row) -> str | None:
+    progress = row.get("progress")
+    if isinstance(progress, str):
+        progress = json.loads(progress)
+    if isinstance(progress, dict):
+        value = progress.get("stage")
+        return str(value) if value is not None else None
+    return None
+
+
+def _check_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise JobNotFoundError(
+            f"{job_id!r} is not a job id.", "Job ids are UUIDs; see `rhizome jobs list`."
+        ) from None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

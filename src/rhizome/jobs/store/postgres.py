@@ -1,0 +1,252 @@
+"""PostgreSQL job store: psycopg 3 (sync) with a connection pool.
+
+Claims use one statement with ``FOR UPDATE SKIP LOCKED``; enqueue sends
+``NOTIFY rhizome_wakeup`` in its transaction and idle workers ``LISTEN`` for it, so a new
+job starts within milliseconds; a short poll is the fallback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from rhizome.jobs.errors import DatabaseUnavailableError
+from rhizome.jobs.model import Control, Job
+from rhizome.jobs.store.base import Row, SqlJobStore, Tx
+from rhizome.jobs.store.queries import Migration
+
+WAKEUP_CHANNEL = "rhizome_wakeup"
+_MIGRATION_LOCK_KEY = 0x52485A4D  # "RHZM"
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Jsonb(value)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [Jsonb(v) for v in value]
+    return value
+
+
+def _params(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: _adapt(v) for k, v in (params or {}).items()}
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.Connection[Row], queries: dict[str, str]) -> None:
+        self.conn = conn
+        self.queries = queries
+
+    def all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
+        cur = self.conn.execute(self.queries[name], _params(params))
+        return cur.fetchall() if cur.description else []
+
+    def one(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
+        cur = self.conn.execute(self.queries[name], _params(params))
+        return cur.fetchone() if cur.description else None
+
+    def run(self, name: str, params: dict[str, Any] | None = None) -> int:
+        return self.conn.execute(self.queries[name], _params(params)).rowcount
+
+    def many(self, name: str, params: Sequence[dict[str, Any]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(self.queries[name], [_params(p) for p in params])
+
+    def script(self, sql: str) -> None:
+        self.conn.execute(sql.encode())
+
+
+class PostgresJobStore(SqlJobStore):
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, max_connections: int = 10, connect_timeout: float = 5) -> None:
+        super().__init__()
+        self.url = url
+        self._conninfo = url
+        try:
+            probe = psycopg.connect(url, connect_timeout=max(1, int(connect_timeout)))
+            probe.close()
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError(
+                f"Cannot connect to PostgreSQL at {_redact(url)}: {_first_line(exc)}."
+            ) from None
+        self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, max_connections),
+            kwargs={"row_factory": dict_row},
+            open=False,
+            name="rhizome",
+        )
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout:
+            self.pool.close()
+            raise DatabaseUnavailableError(
+                f"Cannot connect to PostgreSQL at {_redact(url)} (timed out)."
+            ) from None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listener_lock = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            with self.pool.connection() as conn:
+                yield _PgTx(conn, self.queries)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailableError(
+                f"Lost the connection to PostgreSQL: {_first_line(exc)}."
+            ) from exc
+
+    session = transaction
+
+    def close(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self.pool.close()
+
+    def _migration_lock(self, tx: Tx) -> None:
+        assert isinstance(tx, _PgTx)
+        tx.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+
+    def _raw(self, tx: Tx, sql: str) -> list[Row]:
+        assert isinstance(tx, _PgTx)
+        return tx.conn.execute(sql.encode()).fetchall()
+
+    def _record_migration(self, tx: Tx, m: Migration) -> None:
+        assert isinstance(tx, _PgTx)
+        tx.conn.execute(
+            "INSERT INTO schema_migrations (component, version, name, applied_at)"
+            " VALUES (%s, %s, %s, %s)",
+            (m.component, m.version, m.name, datetime.now(UTC).isoformat()),
+        )
+
+    # --- wake-ups -----------------------------------------------------------------------------
+
+    def _wakeup(self, tx: Tx, job_types: set[str]) -> None:
+        tx.run("notify_wakeup", {"job_type": ",".join(sorted(job_types))[:7000]})
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = psycopg.connect(self._conninfo, autocommit=True)
+                self._listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
+            listener = self._listener
+        try:
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
+                return True
+        except psycopg.OperationalError:
+            with self._listener_lock:
+                self._listener = None
+            return True  # reconnect next time; let the caller poll meanwhile
+        return False
+
+    # --- batch operations -----------------------------------------------------------------
+
+    def _insert_new(self, tx: Tx, rows: list[Row]) -> list[Row]:
+        params = {
+            "ids": [r["id"] for r in rows],
+            "job_types": [r["job_type"] for r in rows],
+            "user_ids": [r["user_id"] for r in rows],
+            "entity_types": [r["entity_type"] for r in rows],
+            "entity_ids": [r["entity_id"] for r in rows],
+            "priorities": [r["priority"] for r in rows],
+            "inputs": [Jsonb(r["input_data"]) for r in rows],
+            "max_retries": [r["max_retries"] for r in rows],
+            "run_ats": [r["run_at"] for r in rows],
+            "progresses": [Jsonb(r["progress"]) for r in rows],
+        }
+        tx.run("insert_jobs_bulk", params)
+        tx.run("insert_created_events", {"ids": params["ids"]})
+        inserted = {str(r["id"]): r for r in tx.all("list_jobs", _by_ids(params["ids"]))}
+        return [inserted[r["id"]] for r in rows]
+
+    def claim(
+        self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        with self.transaction() as tx:
+            rows = tx.all(
+                "claim",
+                {
+                    "worker_id": worker_id,
+                    "limit": limit,
+                    "lease": float(lease_seconds),
+                    "types": list(job_types) if job_types else None,
+                },
+            )
+        rows.sort(key=lambda r: (-int(r["priority"]), r["created_at"]))
+        return [Job.from_row(r) for r in rows]
+
+    def complete(self, worker_id: str, results: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+        if not results:
+            return []
+        with self.transaction() as tx:
+            rows = tx.all(
+                "complete_jobs",
+                {
+                    "worker_id": worker_id,
+                    "ids": [r[0] for r in results],
+                    "outputs": [Jsonb(r[1]) for r in results],
+                },
+            )
+        return [str(r["id"]) for r in rows]
+
+    def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]:
+        with self.transaction() as tx:
+            rows = tx.all("heartbeat", {"worker_id": worker_id, "lease": float(lease_seconds)})
+        return {
+            str(r["id"]): Control(bool(r["pause_requested"]), bool(r["cancel_requested"]))
+            for r in rows
+        }
+
+    def expire_leases(self) -> list[str]:
+        with self.transaction() as tx:
+            rows = tx.all("expire_leases")
+            if rows:
+                self._wakeup(tx, set())
+        return [str(r["id"]) for r in rows]
+
+    def promote_retries(self) -> list[str]:
+        with self.transaction() as tx:
+            rows = tx.all("promote_retries")
+            if rows:
+                self._wakeup(tx, set())
+        return [str(r["id"]) for r in rows]
+
+
+def _by_ids(ids: list[str]) -> dict[str, Any]:
+    return {
+        "ids": ids,
+        "statuses": None,
+        "types": None,
+        "stage": None,
+        "user_id": None,
+        "limit": len(ids),
+        "offset": 0,
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before showing it."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    return url

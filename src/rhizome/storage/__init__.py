@@ -1,0 +1,47 @@
+"""Object storage: a local folder by default (S3-compatible stores come with ``s3://`` URLs).
+
+Keys are relative, '/'-separated paths; ``..``, absolute paths and empty segments are
+refused. Writes are atomic: a reader sees the old object or the new one, never half.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rhizome.jobs.errors import ConfigError, InvalidKeyError
+from rhizome.storage.local import LocalStorage
+
+
+class Storage(Protocol):
+    url: str
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+    def check(self) -> None: ...
+
+
+def validate_key(key: str) -> str:
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise InvalidKeyError(f"Invalid storage key {key!r}.")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidKeyError(f"Invalid storage key {key!r}.")
+    return key
+
+
+def open_storage(url: str) -> Storage:
+    if url.startswith("s3://"):
+        raise ConfigError(
+            "S3 storage is not available in this build.",
+            "Use a local folder for RHIZOME_STORAGE_URL.",
+        )
+    if "://" in url and not url.startswith("file://"):
+        raise ConfigError(f"Unsupported storage URL {url!r}.")
+    return LocalStorage(url.removeprefix("file://"))
+
+
+__all__ = ["LocalStorage", "Storage", "open_storage", "validate_key"]
