@@ -14,7 +14,8 @@ from rich.table import Table
 from rhizome.app import App
 from rhizome.config import load_settings
 from rhizome.jobs.errors import InvalidInputError, RhizomeError
-from rhizome.jobs.model import Job, JobStatus, NewJob
+from rhizome.jobs.client import enqueue
+from rhizome.jobs.model import Job, JobStatus
 from rhizome.logs import setup_logging
 
 app = typer.Typer(
@@ -108,22 +109,19 @@ def jobs_enqueue(
 ) -> None:
     """Enqueue COUNT jobs of JOB_TYPE with the given input."""
     a = _app()
-    jt = a.registry.get(job_type)
+    a.registry.get(job_type)
     try:
         data = json.loads(input_json)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             f"--input is not valid JSON: {exc.msg} at position {exc.pos}.",
-            "Pass a JSON object, e.g. --input '{\"sleep_ms\": 10}'.",
+            'Pass a JSON object, e.g. --input \'{"sleep_ms": 10}\'.',
         ) from None
-    jt.validate_input(data)
-    specs = [
-        NewJob(job_type, data, user_id=user, priority=priority, max_retries=jt.max_retries)
-        for _ in range(count)
-    ]
-    created: list[Job] = []
-    for start in range(0, count, 5000):
-        created.extend(a.store.enqueue(specs[start : start + 5000]))
+    if not isinstance(data, dict):
+        raise InvalidInputError(
+            "--input must be a JSON object.", 'For example --input \'{"sleep_ms": 10}\'.'
+        )
+    created = enqueue(a.store, job_type, data, count=count, priority=priority, user_id=user)
     a.close()
     if as_json:
         if count == 1:

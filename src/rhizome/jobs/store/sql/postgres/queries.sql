@@ -170,7 +170,8 @@ RETURNING *;
 
 -- name: set_paused
 UPDATE background_jobs
-SET status = 'paused', paused_at = now(), pause_reason = %(reason)s, pause_requested = false,
+SET status = 'paused', paused_at = now(), pause_reason = CASE WHEN pause_requested THEN COALESCE(pause_reason, %(reason)s) ELSE %(reason)s END,
+    pause_requested = false,
     lease_expires_at = NULL, updated_at = now()
 WHERE id = %(id)s
 RETURNING *;

@@ -128,7 +128,7 @@ RETURNING *;
 
 -- name: set_paused
 UPDATE background_jobs
-SET status = 'paused', paused_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), pause_reason = :reason,
+SET status = 'paused', paused_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), pause_reason = CASE WHEN pause_requested THEN COALESCE(pause_reason, :reason) ELSE :reason END,
     pause_requested = 0, lease_expires_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE id = :id
 RETURNING *;
