@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
+from rhizome.jobs.admin import Admin
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy
 from rhizome.jobs.store import SqlJobStore, open_store
@@ -59,6 +60,9 @@ class App:
             retry=RetryPolicy(base_seconds=s.retry_base_seconds, cap_seconds=s.retry_cap_seconds),
         )
         return Worker(self.store, self.storage, self.registry, config)
+
+    def admin(self, user_id: str | None = None) -> Admin:
+        return Admin(self.store, self.storage, user_id)
 
     def close(self) -> None:
         if self._store is not None:

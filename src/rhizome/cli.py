@@ -13,8 +13,9 @@ from rich.table import Table
 
 from rhizome.app import App
 from rhizome.config import load_settings
-from rhizome.jobs.errors import InvalidInputError, RhizomeError
+from rhizome.jobs.admin import Selection
 from rhizome.jobs.client import enqueue
+from rhizome.jobs.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.model import Job, JobStatus
 from rhizome.logs import setup_logging
 
@@ -29,7 +30,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 
-out = Console(soft_wrap=True)
+# Piped output (scripts, logs) gets wide lines instead of an 80-column squeeze.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -115,11 +117,11 @@ def jobs_enqueue(
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             f"--input is not valid JSON: {exc.msg} at position {exc.pos}.",
-            'Pass a JSON object, e.g. --input \'{"sleep_ms": 10}\'.',
+            "Pass a JSON object, e.g. --input '{\"sleep_ms\": 10}'.",
         ) from None
     if not isinstance(data, dict):
         raise InvalidInputError(
-            "--input must be a JSON object.", 'For example --input \'{"sleep_ms": 10}\'.'
+            "--input must be a JSON object.", "For example --input '{\"sleep_ms\": 10}'."
         )
     created = enqueue(a.store, job_type, data, count=count, priority=priority, user_id=user)
     a.close()
@@ -164,8 +166,10 @@ def jobs_list(
         out.print("no jobs")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("id", "type", "status", "stage", "progress", "attempt", "created"):
+    table.add_column("id", no_wrap=True, min_width=36)
+    for col in ("type", "status", "stage", "progress", "attempt"):
         table.add_column(col)
+    table.add_column("created", no_wrap=True)
     for j in jobs:
         table.add_row(
             j.id,
@@ -235,6 +239,333 @@ def jobs_types(as_json: JsonOpt = False) -> None:
             else ", ".join(f"{s.name}{' ✓' if s.pause_safe else ''}" for s in t.stages)
         )
         table.add_row(t.name, t.label, t.icon, stages)
+    out.print(table)
+
+
+# --- control: pause, resume, cancel, retry, delete (one, many or by filter) ---------------
+
+IdsArg = Annotated[list[str] | None, typer.Argument(help="Job ids (or use a filter).")]
+TypeOpt = Annotated[list[str] | None, typer.Option("--type", "-t", help="Select by job type.")]
+StatusOpt = Annotated[list[str] | None, typer.Option("--status", "-s", help="Select by status.")]
+StageOpt = Annotated[str | None, typer.Option("--stage", help="Select by current stage.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Select every job.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm a destructive action.")]
+
+
+def _selection(
+    a: App,
+    ids: list[str] | None,
+    types: list[str] | None,
+    statuses: list[str] | None,
+    stage: str | None,
+    everything: bool,
+) -> Selection:
+    for s in statuses or []:
+        _check_status(s)
+    for t in types or []:
+        a.registry.get(t)
+    return Selection(
+        ids=ids or None, statuses=statuses, job_types=types, stage=stage, everything=everything
+    )
+
+
+def _control(
+    action: str,
+    ids: list[str] | None,
+    types: list[str] | None,
+    statuses: list[str] | None,
+    stage: str | None,
+    everything: bool,
+    as_json: bool,
+    *,
+    restart: bool = False,
+    confirmed: bool = True,
+) -> None:
+    a = _app()
+    selection = _selection(a, ids, types, statuses, stage, everything)
+    admin = a.admin()
+    if not confirmed and not selection.ids:
+        n = len(admin.select(selection))
+        raise InvalidInputError(
+            f"This would {action} {n} job(s) selected by a filter.",
+            "Add --yes to confirm.",
+        )
+    if selection.ids and len(selection.ids) == 1 and not (types or statuses or stage):
+        job_id = selection.ids[0]
+        single = {
+            "pause": lambda: admin.pause(job_id),
+            "resume": lambda: admin.resume(job_id, restart=restart),
+            "cancel": lambda: admin.cancel(job_id),
+            "retry": lambda: admin.retry(job_id, restart=restart),
+            "delete": lambda: admin.delete(job_id),
+            "force_fail": lambda: admin.force_fail(job_id),
+        }
+        job = single[action]()
+        a.close()
+        if as_json:
+            _emit(job.to_dict())
+        else:
+            out.print(f"{action.replace('_', '-')}: job {job.id} is now {_status_label(job)}")
+        return
+    result = admin.bulk(action, selection, restart=restart)
+    a.close()
+    if as_json:
+        _emit(result.to_dict())
+        return
+    out.print(f"{action.replace('_', '-')}: {len(result.done)} job(s)")
+    for job_id, why in result.skipped.items():
+        out.print(f"  skipped {job_id}: {why}")
+
+
+@jobs_app.command("pause")
+def jobs_pause(
+    ids: IdsArg = None,
+    job_type: TypeOpt = None,
+    status: StatusOpt = None,
+    stage: StageOpt = None,
+    everything: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pause jobs: pending ones at once, running ones at their next safe point."""
+    _control("pause", ids, job_type, status, stage, everything, as_json)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    ids: IdsArg = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start over instead of from the checkpoint.")
+    ] = False,
+    job_type: TypeOpt = None,
+    status: StatusOpt = None,
+    stage: StageOpt = None,
+    everything: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Resume paused jobs from their last checkpoint (or from the start with --restart)."""
+    _control("resume", ids, job_type, status, stage, everything, as_json, restart=restart)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    ids: IdsArg = None,
+    job_type: TypeOpt = None,
+    status: StatusOpt = None,
+    stage: StageOpt = None,
+    everything: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel jobs: pending/paused at once, running ones at their next safe point."""
+    _control("cancel", ids, job_type, status, stage, everything, as_json)
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    ids: IdsArg = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start over instead of from the checkpoint.")
+    ] = False,
+    job_type: TypeOpt = None,
+    status: StatusOpt = None,
+    stage: StageOpt = None,
+    everything: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retry failed or cancelled jobs (from their last checkpoint unless --restart)."""
+    _control("retry", ids, job_type, status, stage, everything, as_json, restart=restart)
+
+
+@jobs_app.command("delete")
+def jobs_delete(
+    ids: IdsArg = None,
+    job_type: TypeOpt = None,
+    status: StatusOpt = None,
+    stage: StageOpt = None,
+    everything: AllOpt = False,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete jobs, their timelines and checkpoints (a filter needs --yes)."""
+    _control("delete", ids, job_type, status, stage, everything, as_json, confirmed=yes)
+
+
+@jobs_app.command("force-fail")
+def jobs_force_fail(
+    ids: IdsArg = None,
+    job_type: TypeOpt = None,
+    status: StatusOpt = None,
+    stage: StageOpt = None,
+    everything: AllOpt = False,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark stuck jobs failed (a filter needs --yes)."""
+    _control("force_fail", ids, job_type, status, stage, everything, as_json, confirmed=yes)
+
+
+# --- queue --------------------------------------------------------------------------------
+
+queue_app = typer.Typer(
+    help="Pause or resume claiming (whole queue or one job type).", no_args_is_help=True
+)
+app.add_typer(queue_app, name="queue")
+QueueTypeOpt = Annotated[
+    str | None, typer.Option("--type", "-t", help="Only this job type (default: all).")
+]
+
+
+@queue_app.command("pause")
+def queue_pause(
+    job_type: QueueTypeOpt = None,
+    running: Annotated[
+        bool, typer.Option("--running", help="Also pause running jobs at their next safe point.")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason")] = "queue paused",
+    as_json: JsonOpt = False,
+) -> None:
+    """Workers stop claiming; running jobs continue unless --running."""
+    a = _app()
+    if job_type:
+        a.registry.get(job_type)
+    result = a.admin().pause_queue(job_type, reason=reason, pause_running=running)
+    state = a.admin().queue_state()
+    a.close()
+    if as_json:
+        _emit({"queue": state, "paused_running": result.done})
+    else:
+        out.print(
+            f"queue paused for {job_type or 'all job types'}"
+            + (f"; pausing {len(result.done)} running job(s)" if running else "")
+        )
+
+
+@queue_app.command("resume")
+def queue_resume(job_type: QueueTypeOpt = None, as_json: JsonOpt = False) -> None:
+    """Workers claim again."""
+    a = _app()
+    if job_type:
+        a.registry.get(job_type)
+    a.admin().resume_queue(job_type)
+    state = a.admin().queue_state()
+    a.close()
+    if as_json:
+        _emit({"queue": state})
+    else:
+        out.print(f"queue resumed for {job_type or 'all job types'}")
+
+
+@queue_app.command("status")
+def queue_status(as_json: JsonOpt = False) -> None:
+    """Show which job types are paused, and the job counts by status."""
+    a = _app()
+    state = a.admin().queue_state()
+    counts = a.store.count_jobs()
+    workers = a.store.list_workers()
+    a.close()
+    by_status: dict[str, int] = {}
+    for (status, _), n in counts.items():
+        by_status[status] = by_status.get(status, 0) + n
+    if as_json:
+        _emit(
+            {
+                "queue": state,
+                "counts": by_status,
+                "workers": [
+                    {
+                        "id": w.id,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "concurrency": w.concurrency,
+                        "last_seen_at": w.last_seen_at,
+                        "stopped_at": w.stopped_at,
+                    }
+                    for w in workers
+                ],
+            }
+        )
+        return
+    paused = [k for k, v in state.items() if v["paused"]]
+    out.print("paused: " + (", ".join("all" if p == "*" else p for p in paused) or "nothing"))
+    out.print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"))
+    live = [w for w in workers if w.stopped_at is None]
+    out.print(f"workers: {len(live)} running")
+
+
+# --- admin --------------------------------------------------------------------------------
+
+admin_app = typer.Typer(help="Clean-up and emergency actions.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+def _admin_action(name: str, run: Any, as_json: bool, yes: bool | None = None) -> None:
+    if yes is False:
+        raise InvalidInputError(f"`rhizome admin {name}` is destructive.", "Add --yes to confirm.")
+    a = _app()
+    result = run(a.admin())
+    a.close()
+    if as_json:
+        _emit({"action": name, "result": result})
+    else:
+        out.print(f"{name}: {json.dumps(result, default=str)}")
+
+
+@admin_app.command("clear-completed")
+def admin_clear_completed(as_json: JsonOpt = False) -> None:
+    """Delete every completed job."""
+    _admin_action("clear-completed", lambda ad: {"deleted": ad.clear_completed()}, as_json)
+
+
+@admin_app.command("clear-failed")
+def admin_clear_failed(as_json: JsonOpt = False) -> None:
+    """Delete every failed job."""
+    _admin_action("clear-failed", lambda ad: {"deleted": ad.clear_failed()}, as_json)
+
+
+@admin_app.command("stop-all")
+def admin_stop_all(yes: YesOpt = False, as_json: JsonOpt = False) -> None:
+    """Force-fail every active (pending or processing) job."""
+    _admin_action("stop-all", lambda ad: {"stopped": ad.stop_all()}, as_json, yes)
+
+
+@admin_app.command("clear-all")
+def admin_clear_all(yes: YesOpt = False, as_json: JsonOpt = False) -> None:
+    """Fix orphans, then delete every job whatever its status."""
+    _admin_action("clear-all", lambda ad: ad.clear_all(), as_json, yes)
+
+
+@admin_app.command("reset")
+def admin_reset(yes: YesOpt = False, as_json: JsonOpt = False) -> None:
+    """Nuclear reset: every job, every checkpoint, and documents still being processed."""
+    _admin_action("reset", lambda ad: ad.nuclear_reset(), as_json, yes)
+
+
+@admin_app.command("fix-orphans")
+def admin_fix_orphans(as_json: JsonOpt = False) -> None:
+    """Release jobs of dead workers; remove checkpoints of jobs that are gone."""
+    _admin_action("fix-orphans", lambda ad: ad.fix_orphans(), as_json)
+
+
+@admin_app.command("workers")
+def admin_workers(as_json: JsonOpt = False) -> None:
+    """List worker processes seen in the last day."""
+    a = _app()
+    workers = a.store.list_workers()
+    a.close()
+    if as_json:
+        _emit([w.__dict__ for w in workers])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "host", "pid", "concurrency", "last seen", "stopped"):
+        table.add_column(col)
+    for w in workers:
+        table.add_row(
+            w.id,
+            w.host,
+            str(w.pid),
+            str(w.concurrency),
+            str(w.last_seen_at),
+            str(w.stopped_at or ""),
+        )
     out.print(table)
 
 

@@ -1,7 +1,7 @@
 """The Python API for producers: validated enqueue.
 
-    from rhizome.jobs.client import enqueue
-    [job] = enqueue(store, "noop", {"sleep_ms": 10})
+from rhizome.jobs.client import enqueue
+[job] = enqueue(store, "noop", {"sleep_ms": 10})
 """
 
 from __future__ import annotations

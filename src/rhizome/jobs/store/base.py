@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from rhizome.jobs import states
-from rhizome.jobs.errors import JobLostError, JobNotFoundError
+from rhizome.jobs.errors import IllegalTransitionError, JobLostError, JobNotFoundError
 from rhizome.jobs.model import (
     Control,
     ErrorType,
@@ -95,7 +95,9 @@ class SqlJobStore(ABC):
     def expire_leases(self) -> list[str]: ...
 
     @abstractmethod
-    def promote_retries(self) -> list[str]: ...
+    def promote_retries(self, as_of: datetime | None = None) -> list[str]:
+        """Failed jobs whose retry is due (at ``as_of``, default: the database's now) go
+        back to pending. ``as_of`` lets tests move the clock instead of sleeping."""
 
     @abstractmethod
     def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]: ...
@@ -421,6 +423,69 @@ class SqlJobStore(ABC):
             self._event(tx, job_id, row["status"], None, reason, stage=_stage(row))
         return Job.from_row(row)
 
+    # --- bulk and queue controls ----------------------------------------------------------
+
+    def job_ids_where(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        job_types: Sequence[str] | None = None,
+        stage: str | None = None,
+        user_id: str | None = None,
+    ) -> list[str]:
+        """Ids of the jobs matching a filter (oldest first)."""
+        params = {
+            "statuses": [JobStatus(x).value for x in statuses] if statuses else None,
+            "types": list(job_types) if job_types else None,
+            "stage": stage,
+            "user_id": user_id,
+        }
+        with self.session() as s:
+            return [str(r["id"]) for r in s.all("job_ids_where", params)]
+
+    def delete_many(
+        self, ids: Sequence[str], *, user_id: str | None = None, reason: str = "deleted"
+    ) -> list[Job]:
+        """Delete jobs and their timelines in one transaction per 1,000, leaving one
+        tombstone event per job. Returns the deleted jobs (unknown ids are ignored)."""
+        checked = [_check_id(i) for i in ids]
+        deleted: list[Job] = []
+        for part in iter_chunks(checked, 1000):
+            with self.transaction() as tx:
+                rows = self._delete_rows(tx, list(part), user_id, reason)
+            deleted.extend(Job.from_row(r) for r in rows)
+        return deleted
+
+    @abstractmethod
+    def _delete_rows(
+        self, tx: Tx, ids: list[str], user_id: str | None, reason: str
+    ) -> list[Row]: ...
+
+    def set_queue_paused(
+        self, paused: bool, job_type: str | None = None, reason: str | None = None
+    ) -> None:
+        """Pause or resume claiming for one job type, or (``None``) the whole queue."""
+        with self.transaction() as tx:
+            tx.run(
+                "set_queue_control",
+                {"job_type": job_type or "*", "paused": paused, "reason": reason},
+            )
+            if not paused:
+                self._wakeup(tx, {job_type or "*"})
+
+    def queue_controls(self) -> dict[str, dict[str, Any]]:
+        """``{"*" or job_type: {"paused": bool, "reason": str | None, "updated_at": ...}}``."""
+        with self.session() as s:
+            rows = s.all("list_queue_controls")
+        return {
+            str(r["job_type"]): {
+                "paused": bool(r["paused"]),
+                "reason": r["reason"],
+                "updated_at": str(r["updated_at"]),
+            }
+            for r in rows
+        }
+
     # --- workers -------------------------------------------------------------------------
 
     def register_worker(
@@ -470,6 +535,8 @@ class SqlJobStore(ABC):
             ):
                 raise JobLostError(f"Job {job_id} is no longer owned by worker {owner}.")
             t = states.find(action, row["status"])
+            if t.target is JobStatus.PENDING and row["dedupe_key"] is not None:
+                self._check_dedupe_free(tx, row, action)
             new = tx.one(query, {"id": job_id, **params})
             assert new is not None
             self._event(
@@ -484,6 +551,16 @@ class SqlJobStore(ABC):
             if t.target is JobStatus.PENDING:
                 self._wakeup(tx, {row["job_type"]})
         return Job.from_row(new)
+
+    def _check_dedupe_free(self, tx: Tx, row: Row, action: str) -> None:
+        """A job may only run again if no *other* unfinished job holds its dedupe key."""
+        holder = tx.one("find_unfinished_by_dedupe", {"dedupe_key": row["dedupe_key"]})
+        if holder is not None and str(holder["id"]) != str(row["id"]):
+            raise IllegalTransitionError(
+                f"Cannot {action.replace('_', ' ')} job {row['id']}: job {holder['id']} with "
+                f"the same dedupe key {row['dedupe_key']!r} is not finished yet.",
+                "Wait for that job to finish, or cancel it, then try again.",
+            )
 
     def _control(
         self,
@@ -500,7 +577,15 @@ class SqlJobStore(ABC):
                 raise JobNotFoundError(f"No job with id {job_id}.")
             if row["status"] != JobStatus.PROCESSING:
                 # it stopped running meanwhile: apply the plain transition instead
-                states.find("pause" if pause else "cancel", row["status"])
+                t = states.find("pause" if pause else "cancel", row["status"])
+                if pause:
+                    new = tx.one("set_paused", {"id": job_id, "reason": reason})
+                else:
+                    new = tx.one("set_cancelled", {"id": job_id})
+                assert new is not None
+                plain = (reason or t.meaning) if pause else "cancelled by user"
+                self._event(tx, job_id, t.source, t.target, plain, stage=_stage(row))
+                return Job.from_row(new)
             new = tx.one(
                 "set_control",
                 {

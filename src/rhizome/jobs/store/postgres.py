@@ -170,6 +170,9 @@ class PostgresJobStore(SqlJobStore):
         inserted = {str(r["id"]): r for r in tx.all("list_jobs", _by_ids(params["ids"]))}
         return [inserted[r["id"]] for r in rows]
 
+    def _delete_rows(self, tx: Tx, ids: list[str], user_id: str | None, reason: str) -> list[Row]:
+        return tx.all("delete_jobs", {"ids": ids, "user_id": user_id, "reason": reason})
+
     def claim(
         self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
     ) -> list[Job]:
@@ -217,9 +220,9 @@ class PostgresJobStore(SqlJobStore):
                 self._wakeup(tx, set())
         return [str(r["id"]) for r in rows]
 
-    def promote_retries(self) -> list[str]:
+    def promote_retries(self, as_of: datetime | None = None) -> list[str]:
         with self.transaction() as tx:
-            rows = tx.all("promote_retries")
+            rows = tx.all("promote_retries", {"as_of": as_of})
             if rows:
                 self._wakeup(tx, set())
         return [str(r["id"]) for r in rows]

@@ -33,7 +33,18 @@ def sql_dir(dialect: str, package: str = "rhizome.jobs.store") -> Traversable:
 
 @cache
 def load_queries(dialect: str, package: str = "rhizome.jobs.store") -> dict[str, str]:
-    return parse_queries(sql_dir(dialect, package).joinpath("queries.sql").read_text("utf-8"))
+    """Every ``*.sql`` file of the dialect folder (not its migrations), merged."""
+    queries: dict[str, str] = {}
+    files = sorted(
+        (f for f in sql_dir(dialect, package).iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    for entry in files:
+        for name, sql in parse_queries(entry.read_text("utf-8")).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice in {dialect}/*.sql")
+            queries[name] = sql
+    return queries
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,28 @@ class SqliteJobStore(SqlJobStore):
         tx.many("insert_created_event", [{"id": r["id"]} for r in rows])
         return out
 
+    def _delete_rows(self, tx: Tx, ids: list[str], user_id: str | None, reason: str) -> list[Row]:
+        rows = tx.all("select_jobs_by_ids", {"ids": ids, "user_id": user_id})
+        gone = [r["id"] for r in rows]
+        if gone:
+            tx.run("delete_jobs_by_ids", {"ids": gone})
+            tx.run("delete_events_by_job_ids", {"ids": gone})
+            tx.many(
+                "insert_event",
+                [
+                    {
+                        "job_id": r["id"],
+                        "from_status": r["status"],
+                        "to_status": None,
+                        "stage": _stage_of(r),
+                        "message": reason,
+                        "worker_id": None,
+                    }
+                    for r in rows
+                ],
+            )
+        return rows
+
     def claim(
         self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
     ) -> list[Job]:
@@ -300,9 +322,9 @@ class SqliteJobStore(SqlJobStore):
             self._wakeup(tx, set())
         return [str(r["id"]) for r in rows]
 
-    def promote_retries(self) -> list[str]:
+    def promote_retries(self, as_of: datetime | None = None) -> list[str]:
         with self.transaction() as tx:
-            rows = tx.all("promote_retries")
+            rows = tx.all("promote_retries", {"as_of": as_of})
             tx.many(
                 "insert_event",
                 [

@@ -12,7 +12,8 @@ INSERT INTO background_jobs (
     %(dedupe_key)s, %(input_data)s, %(max_retries)s, COALESCE(%(run_at)s, now()), %(progress)s
 )
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL
-    AND status IN ('pending', 'processing', 'paused') DO NOTHING
+    AND (status IN ('pending', 'processing', 'paused')
+         OR (status = 'failed' AND next_retry_at IS NOT NULL)) DO NOTHING
 RETURNING *;
 
 -- name: insert_jobs_bulk
@@ -35,7 +36,9 @@ SELECT unnest(%(ids)s::uuid[]), NULL, 'pending', 'created';
 
 -- name: find_unfinished_by_dedupe
 SELECT * FROM background_jobs
-WHERE dedupe_key = %(dedupe_key)s AND status IN ('pending', 'processing', 'paused');
+WHERE dedupe_key = %(dedupe_key)s
+  AND (status IN ('pending', 'processing', 'paused')
+       OR (status = 'failed' AND next_retry_at IS NOT NULL));
 
 -- name: insert_event
 INSERT INTO job_events (job_id, from_status, to_status, stage, message, worker_id)
@@ -76,6 +79,8 @@ WITH due_pending AS (
     SELECT id, status, priority, created_at FROM background_jobs
     WHERE status = 'pending' AND run_at <= now()
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
+      AND NOT EXISTS (SELECT 1 FROM queue_controls q
+                      WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
     ORDER BY priority DESC, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -83,6 +88,8 @@ WITH due_pending AS (
     SELECT id, status, priority, created_at FROM background_jobs
     WHERE status = 'processing' AND lease_expires_at < now()
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
+      AND NOT EXISTS (SELECT 1 FROM queue_controls q
+                      WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
     ORDER BY priority DESC, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -248,7 +255,8 @@ SELECT id FROM updated;
 -- Failed jobs whose automatic retry is due become pending again.
 WITH due AS (
     SELECT id FROM background_jobs
-    WHERE status = 'failed' AND next_retry_at IS NOT NULL AND next_retry_at <= now()
+    WHERE status = 'failed' AND next_retry_at IS NOT NULL
+      AND next_retry_at <= COALESCE(%(as_of)s::timestamptz, now())
     FOR UPDATE SKIP LOCKED
 ), updated AS (
     UPDATE background_jobs j

@@ -11,7 +11,8 @@ INSERT INTO background_jobs (
     :max_retries, COALESCE(:run_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), :progress
 )
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL
-    AND status IN ('pending', 'processing', 'paused') DO NOTHING
+    AND (status IN ('pending', 'processing', 'paused')
+         OR (status = 'failed' AND next_retry_at IS NOT NULL)) DO NOTHING
 RETURNING *;
 
 -- name: insert_created_event
@@ -20,7 +21,9 @@ VALUES (:id, NULL, 'pending', 'created');
 
 -- name: find_unfinished_by_dedupe
 SELECT * FROM background_jobs
-WHERE dedupe_key = :dedupe_key AND status IN ('pending', 'processing', 'paused');
+WHERE dedupe_key = :dedupe_key
+  AND (status IN ('pending', 'processing', 'paused')
+       OR (status = 'failed' AND next_retry_at IS NOT NULL));
 
 -- name: insert_event
 INSERT INTO job_events (job_id, from_status, to_status, stage, message, worker_id)
@@ -56,6 +59,8 @@ SELECT id, status FROM (
         SELECT id, status, priority, created_at FROM background_jobs
         WHERE status = 'pending' AND run_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
           AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
+          AND NOT EXISTS (SELECT 1 FROM queue_controls q
+                          WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
         ORDER BY priority DESC, created_at LIMIT :limit
     )
     UNION ALL
@@ -63,6 +68,8 @@ SELECT id, status FROM (
         SELECT id, status, priority, created_at FROM background_jobs
         WHERE status = 'processing' AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
           AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
+          AND NOT EXISTS (SELECT 1 FROM queue_controls q
+                          WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
         ORDER BY priority DESC, created_at LIMIT :limit
     )
 )
@@ -198,7 +205,7 @@ UPDATE background_jobs
 SET status = 'pending', next_retry_at = NULL, run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE status = 'failed' AND next_retry_at IS NOT NULL
-  AND next_retry_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+  AND next_retry_at <= COALESCE(:as_of, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 RETURNING id, progress ->> 'stage' AS stage, retry_count, max_retries;
 
 -- name: insert_worker

@@ -1,0 +1,36 @@
+-- Named queries for admin actions and queue controls (PostgreSQL).
+
+-- name: delete_jobs
+-- Delete jobs and their timelines in one statement, leaving one tombstone event each.
+WITH gone AS (
+    DELETE FROM background_jobs
+    WHERE id = ANY(%(ids)s::uuid[])
+      AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+    RETURNING *
+), old_events AS (
+    DELETE FROM job_events WHERE job_id IN (SELECT id FROM gone)
+), tombstones AS (
+    INSERT INTO job_events (job_id, from_status, to_status, stage, message)
+    SELECT id, status, NULL, progress->>'stage', %(reason)s FROM gone
+)
+SELECT * FROM gone;
+
+-- name: job_ids_where
+SELECT id FROM background_jobs
+WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
+  AND (%(stage)s::text IS NULL OR progress->>'stage' = %(stage)s)
+ORDER BY created_at, id;
+
+-- name: existing_job_ids
+SELECT id, status FROM background_jobs WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: set_queue_control
+INSERT INTO queue_controls (job_type, paused, reason, updated_at)
+VALUES (%(job_type)s, %(paused)s, %(reason)s, now())
+ON CONFLICT (job_type) DO UPDATE
+SET paused = EXCLUDED.paused, reason = EXCLUDED.reason, updated_at = now();
+
+-- name: list_queue_controls
+SELECT * FROM queue_controls ORDER BY job_type;

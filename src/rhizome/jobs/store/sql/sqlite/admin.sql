@@ -1,0 +1,32 @@
+-- Named queries for admin actions and queue controls (SQLite).
+
+-- name: select_jobs_by_ids
+SELECT * FROM background_jobs
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (:user_id IS NULL OR user_id = :user_id);
+
+-- name: delete_jobs_by_ids
+DELETE FROM background_jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_events_by_job_ids
+DELETE FROM job_events WHERE job_id IN (SELECT value FROM json_each(:ids));
+
+-- name: job_ids_where
+SELECT id FROM background_jobs
+WHERE (:user_id IS NULL OR user_id = :user_id)
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
+  AND (:stage IS NULL OR progress ->> 'stage' = :stage)
+ORDER BY created_at, id;
+
+-- name: existing_job_ids
+SELECT id, status FROM background_jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: set_queue_control
+INSERT INTO queue_controls (job_type, paused, reason, updated_at)
+VALUES (:job_type, :paused, :reason, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+ON CONFLICT (job_type) DO UPDATE
+SET paused = excluded.paused, reason = excluded.reason, updated_at = excluded.updated_at;
+
+-- name: list_queue_controls
+SELECT * FROM queue_controls ORDER BY job_type;
