@@ -27,6 +27,9 @@ class NoopInput(BaseModel):
     stages: int = Field(0, ge=0, le=100)
     units: int = Field(1, ge=1, le=10_000)
     fail_times: int = Field(0, ge=0)
+    fail_after_units: int = Field(0, ge=0)
+    """With ``fail_times``: fail after this many units of the run (after their checkpoints)
+    instead of at the start, so a retry resumes from a checkpoint."""
     error: Literal["transient", "invalid", "permanent", "paywall", "crash"] = "transient"
     unsafe_stages: list[int] = Field(default_factory=list)
 
@@ -63,7 +66,8 @@ def noop_stages(data: NoopInput) -> list[Stage]:
 )
 def noop(ctx: JobContext, data: NoopInput) -> dict[str, Any]:
     """Sleeps through its stages; for tests, benchmarks and health checks."""
-    if ctx.job.retry_count < data.fail_times:
+    failing = ctx.job.retry_count < data.fail_times
+    if failing and not data.fail_after_units:
         message = f"noop failing on purpose ({ctx.job.retry_count + 1} of {data.fail_times})"
         if data.error == "crash":
             raise RuntimeError(message)
@@ -96,6 +100,11 @@ def noop(ctx: JobContext, data: NoopInput) -> dict[str, Any]:
                 units=data.units,
             )
             ctx.checkpoint(stage.name, state)
+            if failing and len(executed) == data.fail_after_units:
+                message = f"noop failing on purpose after {len(executed)} unit(s)"
+                raise (
+                    RuntimeError(message) if data.error == "crash" else _ERRORS[data.error](message)
+                )
     return {
         "units_total": data.stages * data.units,
         "digest": state["digest"],
