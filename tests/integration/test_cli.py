@@ -87,9 +87,7 @@ def test_types_lists_noop(env: dict[str, str]) -> None:
         (["worker", "--types", "nope", "--burst"], "Unknown job type 'nope'"),
     ],
 )
-def test_bad_input_gives_a_clear_error(
-    env: dict[str, str], args: list[str], expected: str
-) -> None:
+def test_bad_input_gives_a_clear_error(env: dict[str, str], args: list[str], expected: str) -> None:
     result = run_cli(args, env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert expected in result.stderr
@@ -112,9 +110,7 @@ def test_bad_input_with_json_prints_a_json_error(env: dict[str, str]) -> None:
         ("sqlite:////proc/definitely/not/here.db", "SQLite database"),
     ],
 )
-def test_unreachable_database_gives_a_clear_error(
-    tmp_path: Path, url: str, expected: str
-) -> None:
+def test_unreachable_database_gives_a_clear_error(tmp_path: Path, url: str, expected: str) -> None:
     env = cli_env(url, tmp_path / "storage")
     result = run_cli(["jobs", "list"], env, timeout=60)
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -128,3 +124,55 @@ def test_invalid_configuration_is_reported(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "RHIZOME_LEASE_SECONDS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_control_commands(env: dict[str, str]) -> None:
+    ids = _ok(["jobs", "enqueue", "noop", "--count", "4", "--json"], env)
+    assert isinstance(ids, dict)
+    first, second, *_ = ids["ids"]
+    paused = _ok(["jobs", "pause", first, "--json"], env)
+    assert isinstance(paused, dict) and paused["status"] == "paused"
+    bulk = _ok(["jobs", "cancel", "--status", "pending", "--json"], env)
+    assert isinstance(bulk, dict) and bulk["count"] == 3
+    resumed = _ok(["jobs", "resume", first, "--restart", "--json"], env)
+    assert isinstance(resumed, dict) and resumed["status"] == "pending"
+    retried = _ok(["jobs", "retry", second, "--json"], env)
+    assert isinstance(retried, dict) and retried["status"] == "pending"
+    skipped = _ok(["jobs", "resume", "--all", "--json"], env)
+    assert isinstance(skipped, dict) and skipped["count"] == 0 and len(skipped["skipped"]) == 4
+
+    # deleting by filter needs --yes
+    refused = run_cli(["jobs", "delete", "--status", "cancelled"], env)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    deleted = _ok(["jobs", "delete", "--status", "cancelled", "--yes", "--json"], env)
+    assert isinstance(deleted, dict) and deleted["count"] == 2
+
+
+def test_queue_and_admin_commands(env: dict[str, str]) -> None:
+    _ok(["jobs", "enqueue", "noop", "--count", "2"], env)
+    state = _ok(["queue", "pause", "--type", "noop", "--json"], env)
+    assert isinstance(state, dict) and state["queue"]["noop"]["paused"] is True
+    ran = _ok(["worker", "--burst", "--json"], env)
+    assert isinstance(ran, dict) and ran["completed"] == 0
+    status = _ok(["queue", "status", "--json"], env)
+    assert isinstance(status, dict) and status["counts"] == {"pending": 2}
+    _ok(["queue", "resume"], env)
+    ran = _ok(["worker", "--burst", "--json"], env)
+    assert isinstance(ran, dict) and ran["completed"] == 2
+
+    cleared = _ok(["admin", "clear-completed", "--json"], env)
+    assert isinstance(cleared, dict) and cleared["result"] == {"deleted": 2}
+    _ok(["jobs", "enqueue", "noop", "--count", "3"], env)
+    for action in ("stop-all", "clear-all", "reset"):
+        refused = run_cli(["admin", action], env)
+        assert refused.returncode == 2 and "--yes" in refused.stderr, action
+    stopped = _ok(["admin", "stop-all", "--yes", "--json"], env)
+    assert isinstance(stopped, dict) and stopped["result"] == {"stopped": 3}
+    failed = _ok(["admin", "clear-failed", "--json"], env)
+    assert isinstance(failed, dict) and failed["result"] == {"deleted": 3}
+    orphans = _ok(["admin", "fix-orphans", "--json"], env)
+    assert isinstance(orphans, dict) and orphans["result"]["removed_checkpoint_files"] == 0
+    _ok(["jobs", "enqueue", "noop"], env)
+    reset = _ok(["admin", "reset", "--yes", "--json"], env)
+    assert isinstance(reset, dict) and reset["result"]["deleted_jobs"] == 1
+    assert _ok(["jobs", "list", "--json"], env) == []
