@@ -21,6 +21,8 @@ from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.store import SqlJobStore, open_store
 from rhizome.storage import LocalStorage
 
+pytest_plugins = ["tests.s3server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 ADMIN_URL = os.environ.get("RHIZOME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

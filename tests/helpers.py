@@ -84,3 +84,22 @@ def noop_digest(stages: int, units: int) -> str:
 
 def noop_units(stages: int, units: int) -> list[str]:
     return [f"step-{s}#{u}" for s in range(1, stages + 1) for u in range(1, units + 1)]
+
+
+class PauseAfterPuts:
+    """Wraps a storage; asks for a pause right after the k-th checkpoint is written, so the
+    job stops exactly at that safe point."""
+
+    def __init__(self, inner: Storage, store: SqlJobStore, k: int) -> None:
+        self.inner, self.store, self.k, self.puts = inner, store, k, 0
+        self.url = inner.url
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+        self.puts += 1
+        if self.puts == self.k:
+            job_id = key.split("/")[1]
+            self.store.request_pause(job_id, reason=f"pause at safe point {self.k}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

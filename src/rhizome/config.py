@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -62,7 +61,3 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"Invalid configuration: {problems}.") from None
     settings.validate_lease()
     return settings
-
-
-def storage_root_hint(settings: Settings) -> Path:
-    return Path(settings.storage_url).expanduser()

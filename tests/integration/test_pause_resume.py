@@ -14,25 +14,9 @@ from rhizome.jobs.retry import RetryPolicy
 from rhizome.jobs.store import SqlJobStore
 from rhizome.storage import LocalStorage
 from tests.conftest import cli_env, run_cli
-from tests.helpers import make_worker, noop_digest, noop_units
+from tests.helpers import PauseAfterPuts, make_worker, noop_digest, noop_units
 
 STAGES, UNITS = 3, 2
-
-
-class PauseAfterPuts(LocalStorage):
-    """Local storage that asks for a pause right after the k-th checkpoint is written, so
-    the job stops exactly at that safe point."""
-
-    def __init__(self, root: Path, store: SqlJobStore, k: int) -> None:
-        super().__init__(root)
-        self.store, self.k, self.puts = store, k, 0
-
-    def put(self, key: str, data: bytes) -> None:
-        super().put(key, data)
-        self.puts += 1
-        if self.puts == self.k:
-            job_id = key.split("/")[1]
-            self.store.request_pause(job_id, reason=f"pause at safe point {self.k}")
 
 
 @pytest.mark.parametrize("k", range(1, STAGES * UNITS))
@@ -41,7 +25,7 @@ def test_pause_at_each_safe_point_and_resume_in_another_process(
 ) -> None:
     root = tmp_path / "storage"
     [job] = store.enqueue([NewJob("noop", {"stages": STAGES, "units": UNITS})])
-    make_worker(store, PauseAfterPuts(root, store, k), burst=True).run()
+    make_worker(store, PauseAfterPuts(LocalStorage(root), store, k), burst=True).run()
 
     paused = store.get(job.id)
     assert paused.status is JobStatus.PAUSED
@@ -66,7 +50,7 @@ def test_pause_at_each_safe_point_and_resume_in_another_process(
 def test_restart_from_the_beginning(store: SqlJobStore, tmp_path: Path) -> None:
     root = tmp_path / "storage"
     [job] = store.enqueue([NewJob("noop", {"stages": STAGES, "units": UNITS})])
-    make_worker(store, PauseAfterPuts(root, store, 3), burst=True).run()
+    make_worker(store, PauseAfterPuts(LocalStorage(root), store, 3), burst=True).run()
     paused = store.get(job.id)
     assert paused.last_checkpoint_path and LocalStorage(root).exists(paused.last_checkpoint_path)
 
@@ -85,7 +69,7 @@ def test_broken_checkpoint_starts_fresh(store: SqlJobStore, tmp_path: Path, dama
     root = tmp_path / "storage"
     storage = LocalStorage(root)
     [job] = store.enqueue([NewJob("noop", {"stages": STAGES, "units": UNITS})])
-    make_worker(store, PauseAfterPuts(root, store, 4), burst=True).run()
+    make_worker(store, PauseAfterPuts(LocalStorage(root), store, 4), burst=True).run()
     path = store.get(job.id).last_checkpoint_path
     assert path is not None
     original = storage.get(path)

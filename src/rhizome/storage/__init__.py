@@ -10,6 +10,7 @@ from typing import Protocol
 
 from rhizome.jobs.errors import ConfigError, InvalidKeyError
 from rhizome.storage.local import LocalStorage
+from rhizome.storage.s3 import S3Storage
 
 
 class Storage(Protocol):
@@ -34,14 +35,13 @@ def validate_key(key: str) -> str:
 
 
 def open_storage(url: str) -> Storage:
+    """A local folder (a path or ``file://`` URL) or an S3 bucket (``s3://bucket/prefix``;
+    credentials, region and endpoint from the standard ``AWS_*`` environment variables)."""
     if url.startswith("s3://"):
-        raise ConfigError(
-            "S3 storage is not available in this build.",
-            "Use a local folder for RHIZOME_STORAGE_URL.",
-        )
+        return S3Storage(url)
     if "://" in url and not url.startswith("file://"):
         raise ConfigError(f"Unsupported storage URL {url!r}.")
     return LocalStorage(url.removeprefix("file://"))
 
 
-__all__ = ["LocalStorage", "Storage", "open_storage", "validate_key"]
+__all__ = ["LocalStorage", "S3Storage", "Storage", "open_storage", "validate_key"]
