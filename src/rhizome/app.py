@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import rhizome.library  # noqa: F401  (its tables migrate with the store)
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.admin import Admin

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import rhizome.library  # noqa: F401  (registers the library migrations)
+from rhizome.jobs.store.base import MIGRATION_SETS
 from rhizome.jobs.store.queries import load_migrations
 from tests.conftest import cli_env, run_cli
 
@@ -29,8 +31,12 @@ def test_db_upgrade_is_idempotent(env: dict[str, str], db_url: str) -> None:
     assert isinstance(first, dict)
     # the postgres fixture has migrated its database already; the SQLite file is new
     fresh = db_url.startswith("sqlite")
-    every = [f"jobs/{m.version:04d}_{m.name}" for m in load_migrations("sqlite")]
-    assert len(every) >= 2
+    every = [
+        f"{component}/{m.version:04d}_{m.name}"
+        for component, package in MIGRATION_SETS
+        for m in load_migrations("sqlite", component, package)
+    ]
+    assert {"jobs", "library"} <= {name.split("/")[0] for name in every}
     assert first["applied"] == (every if fresh else [])
     again = _ok(["db", "upgrade", "--json"], env)
     assert isinstance(again, dict) and again["applied"] == []

@@ -64,11 +64,12 @@ class SqlJobStore(ABC):
     # --- plumbing supplied by the dialect ---------------------------------------------
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: read committed)."""
+    def transaction(self, queries: dict[str, str] | None = None) -> AbstractContextManager[Tx]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: read committed).
+        ``queries``: another named-query set on the same database (e.g. the library's)."""
 
     @abstractmethod
-    def session(self) -> AbstractContextManager[Tx]:
+    def session(self, queries: dict[str, str] | None = None) -> AbstractContextManager[Tx]:
         """An autocommit session for reads."""
 
     @abstractmethod

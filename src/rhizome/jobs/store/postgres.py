@@ -96,10 +96,10 @@ class PostgresJobStore(SqlJobStore):
         self._listener_lock = threading.Lock()
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, queries: dict[str, str] | None = None) -> Iterator[Tx]:
         try:
             with self.pool.connection() as conn:
-                yield _PgTx(conn, self.queries)
+                yield _PgTx(conn, queries or self.queries)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise DatabaseUnavailableError(
                 f"Lost the connection to PostgreSQL: {_first_line(exc)}."

@@ -128,14 +128,14 @@ class SqliteJobStore(SqlJobStore):
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, queries: dict[str, str] | None = None) -> Iterator[Tx]:
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
         try:
-            yield _SqliteTx(conn, self.queries)
+            yield _SqliteTx(conn, queries or self.queries)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -143,8 +143,8 @@ class SqliteJobStore(SqlJobStore):
             conn.execute("COMMIT")
 
     @contextmanager
-    def session(self) -> Iterator[Tx]:
-        yield _SqliteTx(self._conn(), self.queries)
+    def session(self, queries: dict[str, str] | None = None) -> Iterator[Tx]:
+        yield _SqliteTx(self._conn(), queries or self.queries)
 
     def close(self) -> None:
         with self._lock:

@@ -34,3 +34,15 @@ SET paused = EXCLUDED.paused, reason = EXCLUDED.reason, updated_at = now();
 
 -- name: list_queue_controls
 SELECT * FROM queue_controls ORDER BY job_type;
+
+-- name: changed_jobs
+SELECT * FROM background_jobs
+WHERE updated_at > %(since)s OR (status = 'processing' AND heartbeat_at > %(since)s)
+ORDER BY updated_at
+LIMIT 1000;
+
+-- name: events_after
+SELECT * FROM job_events WHERE id > %(after)s ORDER BY id LIMIT 1000;
+
+-- name: last_event_id
+SELECT COALESCE(max(id), 0) AS id, now() AS now FROM job_events;

@@ -30,3 +30,15 @@ SET paused = excluded.paused, reason = excluded.reason, updated_at = excluded.up
 
 -- name: list_queue_controls
 SELECT * FROM queue_controls ORDER BY job_type;
+
+-- name: changed_jobs
+SELECT * FROM background_jobs
+WHERE updated_at > :since OR (status = 'processing' AND heartbeat_at > :since)
+ORDER BY updated_at
+LIMIT 1000;
+
+-- name: events_after
+SELECT * FROM job_events WHERE id > :after ORDER BY id LIMIT 1000;
+
+-- name: last_event_id
+SELECT COALESCE(max(id), 0) AS id, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now FROM job_events;

@@ -1,0 +1,271 @@
+"""Reads and writes of the library tables, through the job store's connections."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from rhizome.jobs.errors import RhizomeError
+from rhizome.jobs.store import SqlJobStore
+from rhizome.jobs.store.queries import load_queries
+from rhizome.library.model import Chunk, Connection, Document, encode_vector
+
+
+class DocumentNotFoundError(RhizomeError):
+    default_hint = "List documents with `rhizome docs list` to find a valid id."
+
+
+def document_folder(user_id: str, document_id: str) -> str:
+    return f"documents/{user_id}/{document_id}"
+
+
+class Library:
+    def __init__(self, store: SqlJobStore) -> None:
+        self.store = store
+        self.queries = load_queries(store.dialect, "rhizome.library")
+
+    # --- documents -------------------------------------------------------------------------
+
+    def create_document(
+        self,
+        *,
+        user_id: str,
+        title: str,
+        source_type: str,
+        source_path: str | None = None,
+        source_url: str | None = None,
+        author: str | None = None,
+        document_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Document:
+        doc_id = document_id or str(uuid.uuid4())
+        with self.store.transaction(self.queries) as tx:
+            row = tx.one(
+                "insert_document",
+                {
+                    "id": doc_id,
+                    "user_id": user_id,
+                    "title": title,
+                    "author": author,
+                    "source_type": source_type,
+                    "source_path": source_path,
+                    "source_url": source_url,
+                    "storage_folder": document_folder(user_id, doc_id),
+                    "metadata": metadata or {},
+                },
+            )
+        assert row is not None
+        return Document.from_row(row)
+
+    def get_document(self, document_id: str, user_id: str) -> Document:
+        doc_id = _check_id(document_id)
+        with self.store.session(self.queries) as s:
+            row = s.one("get_document", {"id": doc_id, "user_id": user_id})
+        if row is None:
+            raise DocumentNotFoundError(f"No document with id {document_id}.")
+        return Document.from_row(row)
+
+    def list_documents(
+        self, user_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Document]:
+        with self.store.session(self.queries) as s:
+            rows = s.all(
+                "list_documents",
+                {"user_id": user_id, "status": status, "limit": limit, "offset": offset},
+            )
+        return [Document.from_row(r) for r in rows]
+
+    def update_document(
+        self,
+        document_id: str,
+        user_id: str,
+        *,
+        status: str | None = None,
+        title: str | None = None,
+        author: str | None = None,
+        word_count: int | None = None,
+        page_count: int | None = None,
+        chunk_count: int | None = None,
+        error_message: str | None = None,
+        clear_error: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> Document:
+        with self.store.transaction(self.queries) as tx:
+            row = tx.one(
+                "update_document",
+                {
+                    "id": _check_id(document_id),
+                    "user_id": user_id,
+                    "status": status,
+                    "title": title,
+                    "author": author,
+                    "word_count": word_count,
+                    "page_count": page_count,
+                    "chunk_count": chunk_count,
+                    "error_message": error_message,
+                    "clear_error": clear_error,
+                    "metadata": metadata,
+                },
+            )
+        if row is None:
+            raise DocumentNotFoundError(f"No document with id {document_id}.")
+        return Document.from_row(row)
+
+    def delete_document(self, document_id: str, user_id: str) -> Document:
+        """Delete the document row; chunks and connections go with it (cascade)."""
+        with self.store.transaction(self.queries) as tx:
+            row = tx.one("delete_document", {"id": _check_id(document_id), "user_id": user_id})
+        if row is None:
+            raise DocumentNotFoundError(f"No document with id {document_id}.")
+        return Document.from_row(row)
+
+    def stuck_documents(self, user_id: str | None = None) -> list[Document]:
+        with self.store.session(self.queries) as s:
+            return [Document.from_row(r) for r in s.all("stuck_documents", {"user_id": user_id})]
+
+    def unfinished_documents(self, user_id: str | None = None) -> list[Document]:
+        with self.store.session(self.queries) as s:
+            rows = s.all("unfinished_documents", {"user_id": user_id})
+        return [Document.from_row(r) for r in rows]
+
+    # --- chunks --------------------------------------------------------------------------------
+
+    def replace_chunks(
+        self, document_id: str, user_id: str, chunks: Sequence[dict[str, Any]]
+    ) -> list[Chunk]:
+        """Idempotent: the document's chunks are exactly ``chunks`` afterwards (a re-run
+        after a crash never duplicates). Each dict: index, text, start, end, token_count,
+        heading_path, and optionally id. Connections of old chunks go with them."""
+        rows = [
+            {
+                "id": c.get("id") or str(uuid.uuid4()),
+                "user_id": user_id,
+                "document_id": document_id,
+                "chunk_index": int(c["index"]),
+                "text": c["text"],
+                "heading_path": list(c.get("heading_path") or []),
+                "start_offset": int(c["start"]),
+                "end_offset": int(c["end"]),
+                "token_count": int(c["token_count"]),
+            }
+            for c in chunks
+        ]
+        with self.store.transaction(self.queries) as tx:
+            tx.run("delete_chunks", {"document_id": document_id, "user_id": user_id})
+            for part in _parts(rows, 500):
+                tx.many("insert_chunk", part)
+        return [
+            Chunk(
+                id=r["id"],
+                document_id=document_id,
+                user_id=user_id,
+                index=r["chunk_index"],
+                text=r["text"],
+                start=r["start_offset"],
+                end=r["end_offset"],
+                token_count=r["token_count"],
+                heading_path=r["heading_path"],
+            )
+            for r in rows
+        ]
+
+    def set_embeddings(self, user_id: str, chunk_ids: Sequence[str], vectors: np.ndarray) -> None:
+        with self.store.transaction(self.queries) as tx:
+            tx.many(
+                "set_embedding",
+                [
+                    {"id": cid, "user_id": user_id, "embedding": encode_vector(vec)}
+                    for cid, vec in zip(chunk_ids, vectors, strict=True)
+                ],
+            )
+
+    def list_chunks(self, document_id: str, user_id: str) -> list[Chunk]:
+        with self.store.session(self.queries) as s:
+            rows = s.all("list_chunks", {"document_id": _check_id(document_id), "user_id": user_id})
+        return [Chunk.from_row(r) for r in rows]
+
+    def library_chunks(
+        self, user_id: str, *, exclude_document: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every embedded chunk of the user's library (id, document_id, text, embedding,
+        document_title), for connection detection."""
+        from rhizome.library.model import decode_vector
+
+        with self.store.session(self.queries) as s:
+            rows = s.all("library_chunks", {"user_id": user_id, "exclude": exclude_document})
+        for r in rows:
+            r["id"] = str(r["id"])
+            r["document_id"] = str(r["document_id"])
+            r["embedding"] = decode_vector(r["embedding"])
+        return rows
+
+    # --- connections -------------------------------------------------------------------------
+
+    def replace_connections(
+        self,
+        document_id: str,
+        user_id: str,
+        connections: Iterable[dict[str, Any]],
+        *,
+        keep_validated: bool = True,
+    ) -> int:
+        """Replace the document's connections (both directions). With ``keep_validated``
+        the user-validated ones stay. Returns how many rows were inserted."""
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "user_id": user_id,
+                "source_chunk_id": c["source_chunk_id"],
+                "target_chunk_id": c["target_chunk_id"],
+                "source_document_id": c["source_document_id"],
+                "target_document_id": c["target_document_id"],
+                "engine_scores": dict(c["scores"]),
+                "combined_score": float(c["combined"]),
+                "reason": c.get("reason"),
+            }
+            for c in connections
+        ]
+        with self.store.transaction(self.queries) as tx:
+            tx.run(
+                "delete_connections",
+                {"document_id": document_id, "user_id": user_id, "keep_validated": keep_validated},
+            )
+            for part in _parts(rows, 500):
+                tx.many("insert_connection", part)
+        return len(rows)
+
+    def list_connections(self, document_id: str, user_id: str) -> list[Connection]:
+        with self.store.session(self.queries) as s:
+            rows = s.all(
+                "list_connections", {"document_id": _check_id(document_id), "user_id": user_id}
+            )
+        return [Connection.from_row(r) for r in rows]
+
+    def count_connections(self, document_id: str, user_id: str) -> int:
+        with self.store.session(self.queries) as s:
+            row = s.one("count_connections", {"document_id": document_id, "user_id": user_id})
+        return int(row["n"]) if row else 0
+
+    def validate_connection(self, connection_id: str, user_id: str, value: bool = True) -> None:
+        with self.store.transaction(self.queries) as tx:
+            row = tx.one(
+                "validate_connection",
+                {"id": _check_id(connection_id), "user_id": user_id, "value": value},
+            )
+        if row is None:
+            raise DocumentNotFoundError(f"No connection with id {connection_id}.")
+
+
+def _parts(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def _check_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise DocumentNotFoundError(f"{value!r} is not a document id.") from None
