@@ -569,6 +569,24 @@ def admin_workers(as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+# --- server -------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str | None, typer.Option("--host", help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port.")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API and UI only; run workers elsewhere.")
+    ] = False,
+) -> None:
+    """Run the web UI and HTTP API (and, unless --no-worker, a worker) in one process."""
+    from rhizome.web.server import run
+
+    a = _app()
+    run(a, host=host or a.settings.host, port=port or a.settings.port, worker=not no_worker)
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,130 @@
+"""Adding sources to the library: a document row, the source in storage, and a
+``process_document`` job. Used by the CLI (`rhizome add`) and the HTTP API (upload)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePath
+from urllib.parse import urlparse
+
+from rhizome.jobs.client import enqueue
+from rhizome.jobs.errors import InvalidInputError
+from rhizome.jobs.model import Job
+from rhizome.jobs.store import SqlJobStore
+from rhizome.library.model import Document
+from rhizome.library.repo import Library
+from rhizome.storage import Storage
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+_EXTENSIONS = {
+    ".pdf": "pdf",
+    ".epub": "epub",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+}
+
+
+@dataclass(frozen=True)
+class Added:
+    document: Document
+    job: Job
+
+
+def guess_type(filename: str | None) -> str:
+    """The source type from a file name ('unknown' when the extension says nothing; the
+    job then detects it from the bytes)."""
+    if not filename:
+        return "unknown"
+    return _EXTENSIONS.get(PurePath(filename).suffix.lower(), "unknown")
+
+
+def add_bytes(
+    store: SqlJobStore,
+    storage: Storage,
+    data: bytes,
+    *,
+    filename: str | None,
+    user_id: str = "local",
+    title: str | None = None,
+    content_type: str | None = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> Added:
+    if not data:
+        raise InvalidInputError(f"{filename or 'The upload'} is empty.", "Choose a non-empty file.")
+    if len(data) > max_bytes:
+        raise InvalidInputError(
+            f"{filename or 'The upload'} is {len(data) / 1e6:.1f} MB; the limit is "
+            f"{max_bytes / 1e6:.0f} MB.",
+            "Split the document or raise the limit.",
+        )
+    source_type = guess_type(filename)
+    suffix = PurePath(filename).suffix.lower() if filename else ""
+    ext = suffix if suffix in _EXTENSIONS else ".bin"
+    library = Library(store)
+    doc = library.create_document(
+        user_id=user_id,
+        title=title or (PurePath(filename).stem if filename else "Untitled"),
+        source_type=source_type,
+        metadata={"filename": filename, "content_type": content_type, "size": len(data)},
+    )
+    key = f"{doc.storage_folder}/source{ext}"
+    storage.put(key, data)
+    doc = library.update_document(doc.id, user_id, metadata={"source_key": key})
+    job = _enqueue(
+        store, doc, {"source_key": key, "filename": filename, "content_type": content_type}
+    )
+    return Added(doc, job)
+
+
+def add_url(
+    store: SqlJobStore, url: str, *, user_id: str = "local", title: str | None = None
+) -> Added:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InvalidInputError(
+            f"{url!r} is not a web address.", "Use a full http:// or https:// URL."
+        )
+    library = Library(store)
+    doc = library.create_document(
+        user_id=user_id, title=title or url, source_type="html", source_url=url
+    )
+    return Added(doc, _enqueue(store, doc, {"url": url}))
+
+
+def add_text(
+    store: SqlJobStore,
+    storage: Storage,
+    text: str,
+    *,
+    user_id: str = "local",
+    title: str | None = None,
+) -> Added:
+    """Pasted text."""
+    added = add_bytes(
+        store,
+        storage,
+        text.encode("utf-8"),
+        filename="pasted.txt",
+        user_id=user_id,
+        title=title or (text.strip().splitlines() or ["Pasted text"])[0][:80],
+        content_type="text/plain",
+    )
+    return added
+
+
+def _enqueue(store: SqlJobStore, doc: Document, source: dict[str, object]) -> Job:
+    [job] = enqueue(
+        store,
+        "process_document",
+        {"document_id": doc.id, **{k: v for k, v in source.items() if v is not None}},
+        user_id=doc.user_id,
+        entity_type="document",
+        entity_id=doc.id,
+        dedupe_key=f"process_document:{doc.id}",
+    )
+    return job
