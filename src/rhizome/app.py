@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import rhizome.library  # noqa: F401  (its tables migrate with the store)
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.admin import Admin
+from rhizome.library import Library
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy
 from rhizome.jobs.store import SqlJobStore, open_store
@@ -61,6 +61,9 @@ class App:
             retry=RetryPolicy(base_seconds=s.retry_base_seconds, cap_seconds=s.retry_cap_seconds),
         )
         return Worker(self.store, self.storage, self.registry, config)
+
+    def library(self) -> Library:
+        return Library(self.store)
 
     def admin(self, user_id: str | None = None) -> Admin:
         return Admin(self.store, self.storage, user_id)

@@ -569,6 +569,177 @@ def admin_workers(as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+# --- library: add, docs, connections -----------------------------------------------------
+
+docs_app = typer.Typer(help="Documents in the library.", no_args_is_help=True)
+connections_app = typer.Typer(help="Connections between documents.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+app.add_typer(connections_app, name="connections")
+
+
+@app.command("add")
+def add_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Files (PDF, EPUB, HTML, MD, TXT) or URLs.")],
+    title: Annotated[str | None, typer.Option("--title", help="Title (one source only).")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show progress until done (runs a worker if none).")
+    ] = False,
+    user: Annotated[str, typer.Option("--user", help="Owner.")] = "local",
+    as_json: JsonOpt = False,
+) -> None:
+    """Add documents to the library: each becomes a process_document job."""
+    from pathlib import Path
+
+    from rhizome.library.ingest import add_bytes, add_url
+
+    a = _app()
+    if title and len(sources) > 1:
+        raise InvalidInputError("--title applies to one source only.", "Add them one by one.")
+    added = []
+    for source in sources:
+        if source.startswith(("http://", "https://")):
+            added.append(add_url(a.store, source, user_id=user, title=title))
+            continue
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise InvalidInputError(f"No such file: {source}.", "Check the path.")
+        added.append(
+            add_bytes(
+                a.store, a.storage, path.read_bytes(), filename=path.name, user_id=user, title=title
+            )
+        )
+    results: list[dict[str, Any]] = [
+        {"document_id": x.document.id, "job_id": x.job.id, "title": x.document.title} for x in added
+    ]
+    if wait:
+        from rhizome.progress import wait_for_jobs
+
+        final = wait_for_jobs(a, [x.job.id for x in added], console=err, quiet=as_json)
+        for r in results:
+            job = final[r["job_id"]]
+            r["status"] = job.status.value
+            r["error"] = job.error_message
+            r["document_status"] = a.library().get_document(r["document_id"], user).status
+    a.close()
+    if as_json:
+        _emit(results if len(results) > 1 else results[0])
+    else:
+        for r in results:
+            line = f"added {r['title']!r}: document {r['document_id']}, job {r['job_id']}"
+            if wait:
+                line += f" → {r['status']}"
+                if r.get("error"):
+                    line += f" ({r['error']})"
+            out.print(line, highlight=False)
+    if wait and any(r["status"] != "completed" for r in results):
+        raise typer.Exit(1)
+
+
+@docs_app.command("list")
+def docs_list(
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    user: Annotated[str, typer.Option("--user")] = "local",
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List documents, newest first."""
+    a = _app()
+    docs = a.library().list_documents(user, status=status, limit=limit)
+    a.close()
+    if as_json:
+        _emit([d.to_dict() for d in docs])
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=36)
+    for col in ("title", "type", "status", "words", "chunks"):
+        table.add_column(col)
+    for d in docs:
+        table.add_row(
+            d.id,
+            d.title,
+            d.source_type,
+            d.status,
+            str(d.word_count or ""),
+            str(d.chunk_count or ""),
+        )
+    out.print(table)
+
+
+@docs_app.command("show")
+def docs_show(
+    document_id: str,
+    user: Annotated[str, typer.Option("--user")] = "local",
+    as_json: JsonOpt = False,
+) -> None:
+    """A document with its chunks and connections."""
+    a = _app()
+    lib = a.library()
+    doc = lib.get_document(document_id, user)
+    chunks = lib.list_chunks(doc.id, user)
+    conns = lib.list_connections(doc.id, user)
+    a.close()
+    if as_json:
+        _emit(
+            {
+                "document": doc.to_dict(),
+                "chunks": [c.to_dict() for c in chunks],
+                "connections": [c.to_dict() for c in conns],
+            }
+        )
+        return
+    out.print(f"[bold]{doc.title}[/bold] ({doc.source_type}, {doc.status})", highlight=False)
+    out.print(f"{doc.word_count or 0} words, {len(chunks)} chunks, {len(conns)} connections")
+    for c in conns[:20]:
+        out.print(f"  {c.combined_score:.2f} {c.reason or ''}", highlight=False)
+
+
+@docs_app.command("delete")
+def docs_delete(
+    document_ids: list[str],
+    user: Annotated[str, typer.Option("--user")] = "local",
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents with their chunks, connections, files and jobs."""
+    from rhizome.library.admin import delete_document
+
+    if not yes:
+        raise InvalidInputError("Deleting documents cannot be undone.", "Add --yes to confirm.")
+    a = _app()
+    deleted = [delete_document(a.store, a.storage, d, user).id for d in document_ids]
+    a.close()
+    if as_json:
+        _emit({"deleted": deleted})
+    else:
+        out.print(f"deleted {len(deleted)} document(s)")
+
+
+@connections_app.command("reprocess")
+def connections_reprocess(
+    document_ids: Annotated[
+        list[str] | None, typer.Argument(help="Documents (default: all).")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="smart keeps validated connections.")
+    ] = "smart",
+    user: Annotated[str, typer.Option("--user")] = "local",
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a reprocess_connections job."""
+    a = _app()
+    [job] = enqueue(
+        a.store,
+        "reprocess_connections",
+        {"mode": mode, "document_ids": document_ids or None},
+        user_id=user,
+    )
+    a.close()
+    if as_json:
+        _emit(job.to_dict())
+    else:
+        out.print(f"enqueued reprocess_connections job {job.id}")
+
+
 # --- server -------------------------------------------------------------------------------
 
 

@@ -9,4 +9,6 @@ from rhizome.library.repo import Library
 
 register_migrations("library", "rhizome.library")
 
+from rhizome.library import admin as _admin  # noqa: E402,F401  (registers admin hooks)
+
 __all__ = ["Chunk", "Connection", "Document", "Library"]

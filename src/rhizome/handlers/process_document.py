@@ -1,0 +1,277 @@
+"""``process_document``: source → markdown → chunks → embeddings → saved; then queues
+``detect_connections``.
+
+Stages (✓ pause-safe): extract ✓, clean ✓, chunk ✓, embed ✓ (a checkpoint per batch),
+save, finalize. Each stage is idempotent: chunks are replaced, not appended, so a re-run
+after a crash never duplicates them. Outputs in the document's folder (storage-first):
+``source.<ext>``, ``content.md``, ``chunks.json``, ``metadata.json``, ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rhizome.jobs.client import enqueue
+from rhizome.jobs.context import JobContext, JobInterrupted
+from rhizome.jobs.errors import InvalidInputError
+from rhizome.jobs.model import ErrorType
+from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.retry import classify, user_message
+from rhizome.library.repo import Library
+from rhizome.pipeline.chunk import chunk_markdown
+from rhizome.pipeline.clean import clean
+from rhizome.pipeline.embed import get_embedder
+from rhizome.pipeline.extract import extract, fetch_url
+
+STAGES = (
+    Stage("extract", "Extracting text", 0, 30),
+    Stage("clean", "Cleaning markdown", 30, 35),
+    Stage("chunk", "Chunking", 35, 40),
+    Stage("embed", "Embedding", 40, 92),
+    Stage("save", "Saving", 92, 98, pause_safe=False),
+    Stage("finalize", "Finalizing", 98, 100, pause_safe=False),
+)
+ORDER = [s.name for s in STAGES]
+EMBED_BATCH = 64
+
+
+class ProcessInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_id: str
+    source_key: str | None = None
+    url: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    max_words: int = Field(180, ge=20, le=2000)
+    overlap_words: int = Field(30, ge=0, le=500)
+    detect_connections: bool = True
+
+
+@registry.job_type(
+    "process_document",
+    label="Processing",
+    icon="zap",
+    stages=STAGES,
+    input_model=ProcessInput,
+)
+def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
+    """Turn a source into markdown, chunks and embeddings."""
+    user = ctx.job.user_id
+    library = Library(ctx.store)
+    doc = library.get_document(data.document_id, user)
+    folder = doc.storage_folder
+    library.update_document(doc.id, user, status="processing", clear_error=True)
+
+    point = ctx.resume_point()
+    state: dict[str, Any] = dict(point.data) if point else {}
+    start = ORDER.index(state["next"]) if state.get("next") else 0
+
+    try:
+        if start <= ORDER.index("extract"):
+            ctx.stage("extract")
+            state = _extract(ctx, data, folder)
+            state["next"] = "clean"
+            ctx.checkpoint("extract", state)
+
+        if start <= ORDER.index("clean"):
+            ctx.stage("clean")
+            content = clean(state.pop("markdown"))
+            if not content.strip():
+                raise InvalidInputError(
+                    "No text could be extracted from this document.",
+                    "If it is a scanned PDF, run it through OCR first.",
+                )
+            key = f"{folder}/content.md"
+            ctx.storage.put(key, content.encode("utf-8"))
+            state.update(
+                content_key=key,
+                content_sha256=hashlib.sha256(content.encode("utf-8")).hexdigest(),
+                word_count=len(content.split()),
+                next="chunk",
+            )
+            ctx.checkpoint("clean", state)
+
+        content = _content(ctx, state)
+        if start <= ORDER.index("chunk"):
+            ctx.stage("chunk")
+            pieces = chunk_markdown(
+                content, max_words=data.max_words, overlap_words=data.overlap_words
+            )
+            stored = library.replace_chunks(
+                doc.id,
+                user,
+                [
+                    {
+                        "index": p.index,
+                        "text": p.text,
+                        "start": p.start,
+                        "end": p.end,
+                        "token_count": p.token_count,
+                        "heading_path": p.heading_path,
+                    }
+                    for p in pieces
+                ],
+            )
+            state.update(chunk_count=len(stored), embedded=0, next="embed")
+            ctx.progress(fraction=1.0, details=f"{len(stored):,} chunks", force=True)
+            ctx.checkpoint("chunk", state)
+
+        if start <= ORDER.index("embed"):
+            ctx.stage("embed")
+            chunks = library.list_chunks(doc.id, user)
+            total = len(chunks)
+            embedder = get_embedder()
+            done = int(state.get("embedded", 0))
+            while done < total:
+                batch = chunks[done : done + EMBED_BATCH]
+                vectors = embedder.embed([c.text for c in batch])
+                library.set_embeddings(user, [c.id for c in batch], vectors)
+                done += len(batch)
+                ctx.progress(
+                    fraction=done / total,
+                    details=f"Embedding chunk {done:,} of {total:,}",
+                    embedded=done,
+                    total=total,
+                )
+                state.update(embedded=done, embedder=embedder.name, next="embed")
+                ctx.checkpoint("embed", state)
+            state["next"] = "save"
+
+        ctx.stage("save")
+        chunks = library.list_chunks(doc.id, user)
+        _save_outputs(ctx, folder, doc.id, state, chunks)
+        library.update_document(
+            doc.id,
+            user,
+            status="ready",
+            title=state.get("title") if doc.title in (None, "", doc.source_url) else None,
+            author=state.get("author"),
+            word_count=state.get("word_count"),
+            page_count=state.get("page_count"),
+            chunk_count=len(chunks),
+            metadata={"source_type": state.get("source_type")},
+        )
+
+        ctx.stage("finalize")
+        follow_up = None
+        if data.detect_connections and chunks:
+            [job] = enqueue(
+                ctx.store,
+                "detect_connections",
+                {"document_id": doc.id},
+                user_id=user,
+                entity_type="document",
+                entity_id=doc.id,
+                dedupe_key=f"detect_connections:{doc.id}",
+            )
+            follow_up = job.id
+    except JobInterrupted as stop:
+        if stop.action == "cancel":
+            library.update_document(
+                doc.id, user, status="failed", error_message="Processing was cancelled."
+            )
+        raise
+    except Exception as exc:
+        kind = classify(exc)
+        if kind is not ErrorType.TRANSIENT or ctx.job.retry_count >= ctx.job.max_retries:
+            library.update_document(
+                doc.id, user, status="failed", error_message=user_message(exc, kind)
+            )
+        raise
+    return {
+        "document_id": doc.id,
+        "title": state.get("title"),
+        "chunks": len(chunks),
+        "words": state.get("word_count"),
+        "pages": state.get("page_count"),
+        "detect_connections_job": follow_up,
+    }
+
+
+def _extract(ctx: JobContext, data: ProcessInput, folder: str) -> dict[str, Any]:
+    if data.url:
+        ctx.progress(details=f"Fetching {data.url}", force=True)
+        body, content_type, final_url = fetch_url(data.url)
+        ctx.storage.put(f"{folder}/source.html", body)
+        raw, filename, url = body, None, final_url
+    elif data.source_key:
+        try:
+            raw = ctx.storage.get(data.source_key)
+        except FileNotFoundError:
+            raise InvalidInputError(
+                "The uploaded file is missing from storage.", "Upload the document again."
+            ) from None
+        content_type, filename, url = data.content_type, data.filename, None
+    else:
+        raise InvalidInputError("The job names no source (file or URL).", "Add the document again.")
+
+    def on_page(done: int, total: int) -> None:
+        ctx.progress(fraction=done / max(total, 1), details=f"Reading part {done:,} of {total:,}")
+
+    ex = extract(raw, filename=filename, content_type=content_type, url=url, progress=on_page)
+    return {
+        "markdown": ex.markdown,
+        "title": ex.title,
+        "author": ex.author,
+        "source_type": ex.source_type,
+        "page_count": ex.page_count,
+        "metadata": ex.metadata,
+    }
+
+
+def _content(ctx: JobContext, state: dict[str, Any]) -> str:
+    raw = ctx.storage.get(state["content_key"])
+    if hashlib.sha256(raw).hexdigest() != state["content_sha256"]:
+        raise InvalidInputError(
+            "content.md changed since it was written.", "Restart the job from the beginning."
+        )
+    return raw.decode("utf-8")
+
+
+def _save_outputs(
+    ctx: JobContext, folder: str, document_id: str, state: dict[str, Any], chunks: list[Any]
+) -> None:
+    now = datetime.now(UTC).isoformat()
+    chunk_doc = {
+        "version": "1.0",
+        "document_id": document_id,
+        "chunks": [c.to_dict() for c in chunks],
+    }
+    metadata = {
+        "version": "1.0",
+        "document_id": document_id,
+        "title": state.get("title"),
+        "author": state.get("author"),
+        "source_type": state.get("source_type"),
+        "word_count": state.get("word_count"),
+        "page_count": state.get("page_count"),
+        "extracted": state.get("metadata"),
+        "processed_at": now,
+    }
+    files = {
+        "chunks.json": json.dumps(chunk_doc, ensure_ascii=False, indent=1).encode("utf-8"),
+        "metadata.json": json.dumps(metadata, ensure_ascii=False, indent=1, default=str).encode(),
+    }
+    for name, payload in files.items():
+        ctx.storage.put(f"{folder}/{name}", payload)
+    listing = {
+        key.rsplit("/", 1)[-1]: None
+        for key in ctx.storage.list(folder)
+        if not key.rsplit("/", 1)[-1].startswith("stage-")
+    }
+    manifest = {
+        "version": "1.0",
+        "document_id": document_id,
+        "created_at": now,
+        "files": sorted(set(listing) | {"manifest.json"}),
+        "chunk_count": len(chunks),
+        "embedding_model": state.get("embedder"),
+        "content_sha256": state.get("content_sha256"),
+    }
+    ctx.storage.put(f"{folder}/manifest.json", json.dumps(manifest, indent=1).encode())

@@ -1,0 +1,71 @@
+"""The library's admin actions, and its parts of the job admin's *nuclear reset* and
+*fix orphans* (plugged in through ``rhizome.jobs.admin`` hooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rhizome.jobs.admin import ORPHAN_HOOKS, RESET_HOOKS, Admin
+from rhizome.jobs.errors import RhizomeError
+from rhizome.jobs.model import JobStatus
+from rhizome.jobs.store import SqlJobStore
+from rhizome.library.model import Document
+from rhizome.library.repo import Library
+from rhizome.storage import Storage
+
+ACTIVE = [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PAUSED, JobStatus.FAILED]
+
+
+def delete_document(
+    store: SqlJobStore, storage: Storage, document_id: str, user_id: str
+) -> Document:
+    """Delete a document with its chunks, connections, stored files, and its jobs (active
+    ones are cancelled first; running ones lose ownership and stop at their next write)."""
+    library = Library(store)
+    doc = library.get_document(document_id, user_id)
+    admin = Admin(store, storage, user_id=user_id)
+    jobs = [
+        j
+        for j in store.list_jobs(user_id=user_id, limit=100000)
+        if j.entity_type == "document" and j.entity_id == doc.id
+    ]
+    for job in jobs:
+        try:
+            admin.delete(job.id, reason=f"document {doc.id} deleted")
+        except RhizomeError:
+            continue
+    library.delete_document(doc.id, user_id)
+    storage.delete_prefix(doc.storage_folder)
+    return doc
+
+
+def _reset_documents(admin: Admin) -> dict[str, Any]:
+    """Nuclear reset: documents that were still being processed go, with their files."""
+    library = Library(admin.store)
+    removed = 0
+    for doc in library.unfinished_documents(admin.user_id):
+        library.delete_document(doc.id, doc.user_id)
+        admin.storage.delete_prefix(doc.storage_folder)
+        removed += 1
+    return {"deleted_processing_documents": removed}
+
+
+def _fix_stuck_documents(admin: Admin) -> dict[str, Any]:
+    """Documents left pending/processing with no job that will finish them → failed."""
+    library = Library(admin.store)
+    fixed = 0
+    for doc in library.stuck_documents(admin.user_id):
+        library.update_document(
+            doc.id,
+            doc.user_id,
+            status="failed",
+            error_message="Processing stopped without finishing. Add the document again.",
+        )
+        fixed += 1
+    return {"failed_orphaned_documents": fixed}
+
+
+if _reset_documents not in RESET_HOOKS:
+    RESET_HOOKS.append(_reset_documents)
+if _fix_stuck_documents not in ORPHAN_HOOKS:
+    ORPHAN_HOOKS.append(_fix_stuck_documents)
