@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import rhizome.library  # noqa: F401  (library tables migrate with every test store)
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.store import SqlJobStore, open_store
 from rhizome.storage import LocalStorage
@@ -57,7 +58,10 @@ def pg_url() -> Iterator[str]:
 
 def _truncate_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE background_jobs, job_events, workers")
+        conn.execute(
+            "TRUNCATE background_jobs, job_events, workers, queue_controls, documents, chunks,"
+            " connections, highlights"
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

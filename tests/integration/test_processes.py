@@ -67,9 +67,7 @@ def test_kill_9_job_is_taken_over_and_resumes_from_checkpoint(
     store: SqlJobStore, db_url: str, tmp_path: Path
 ) -> None:
     stages, units = 4, 3
-    [job] = store.enqueue(
-        [NewJob("noop", {"stages": stages, "units": units, "sleep_ms": 150})]
-    )
+    [job] = store.enqueue([NewJob("noop", {"stages": stages, "units": units, "sleep_ms": 150})])
     env = _env(db_url, tmp_path)
     victim = start_worker(env, log=tmp_path / "victim.log")
     try:

@@ -72,8 +72,7 @@ def test_transient_failure_gives_up_after_max_retries(
     [job] = store.enqueue([NewJob("noop", {"fail_times": 10}, max_retries=2)])
     with Background(make_worker(store, storage)):
         wait_for(
-            lambda: (j := store.get(job.id)).status is JobStatus.FAILED
-            and j.next_retry_at is None,
+            lambda: (j := store.get(job.id)).status is JobStatus.FAILED and j.next_retry_at is None,
             what="retries exhausted",
         )
     failed = store.get(job.id)

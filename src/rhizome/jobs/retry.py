@@ -23,7 +23,10 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
 )
 _TRANSIENT_TEXT = re.compile(
     r"time(d)?\s?out|connection (reset|refused|aborted)|temporar(il)?y|try again|"
-    r"\b(429|502|503|504)\b|too many requests|service unavailable|bad gateway|rate.?limit",
+    r"\b(http|status|code|error)[\s:/=]*(429|5\d\d)\b|\b(429|502|503|504)\b|"
+    r"\b(429|5\d\d)\s+(too many|internal|service|bad gateway|gateway)|"
+    r"too many requests|internal server error|service unavailable|bad gateway|"
+    r"gateway time-?out|rate.?limit",
     re.IGNORECASE,
 )
 _PAYWALL_TEXT = re.compile(r"quota|billing|credits?\b|payment|insufficient.?funds|\b402\b", re.I)
@@ -86,10 +89,10 @@ class RetryPolicy:
 
     def delay(self, retry_number: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry number ``retry_number`` (1-based)."""
-        raw = self.base_seconds * self.factor ** max(retry_number - 1, 0)
-        capped = min(raw, self.cap_seconds)
+        exponent = min(max(retry_number - 1, 0), 64)  # no overflow for huge max_retries
+        raw = self.base_seconds * self.factor**exponent
         spread = 1.0 + self.jitter * (2.0 * rand() - 1.0)
-        return max(0.0, capped * spread)
+        return max(0.0, min(raw * spread, self.cap_seconds))
 
     def should_retry(self, error_type: ErrorType, retry_count: int, max_retries: int) -> bool:
         return error_type is ErrorType.TRANSIENT and retry_count < max_retries

@@ -375,20 +375,19 @@ class SqlJobStore(ABC):
     def resume(self, job_id: str, *, restart: bool = False, user_id: str | None = None) -> Job:
         self.get(job_id, user_id)
         msg = "resumed; restarting from the beginning" if restart else "resumed from checkpoint"
-        job = self._apply(job_id, "resume", "set_resumed", {}, message=msg)
-        if restart:
-            job = self.clear_checkpoint(job_id)
-        return job
+        return self._apply(job_id, "resume", "set_resumed", {"restart": restart}, message=msg)
 
     def retry(self, job_id: str, *, restart: bool = False, user_id: str | None = None) -> Job:
         """Manual retry of a failed or cancelled job (from its checkpoint by default)."""
         self.get(job_id, user_id)
-        job = self._apply(
-            job_id, "retry", "set_retried", {"reset_retries": True}, message="retried by hand"
+        msg = "retried by hand" + ("; restarting from the beginning" if restart else "")
+        return self._apply(
+            job_id,
+            "retry",
+            "set_retried",
+            {"reset_retries": True, "restart": restart},
+            message=msg,
         )
-        if restart:
-            job = self.clear_checkpoint(job_id)
-        return job
 
     def force_fail(self, job_id: str, reason: str = "failed by an administrator") -> Job:
         return self._apply(

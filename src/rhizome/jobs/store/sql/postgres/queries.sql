@@ -199,7 +199,11 @@ RETURNING *;
 -- name: set_resumed
 UPDATE background_jobs
 SET status = 'pending', resumed_at = now(), resume_count = resume_count + 1,
-    pause_requested = false, run_at = now(), updated_at = now()
+    pause_requested = false, run_at = now(), updated_at = now(),
+    last_checkpoint_path = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_path END,
+    last_checkpoint_stage = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_stage END,
+    checkpoint_hash = CASE WHEN %(restart)s THEN NULL ELSE checkpoint_hash END,
+    progress = CASE WHEN %(restart)s THEN progress - 'checkpoint' ELSE progress END
 WHERE id = %(id)s
 RETURNING *;
 
@@ -208,7 +212,11 @@ UPDATE background_jobs
 SET status = 'pending', next_retry_at = NULL, completed_at = NULL, run_at = now(),
     retry_count = CASE WHEN %(reset_retries)s THEN 0 ELSE retry_count END,
     error_type = NULL, error_message = NULL, cancel_requested = false, pause_requested = false,
-    updated_at = now()
+    updated_at = now(),
+    last_checkpoint_path = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_path END,
+    last_checkpoint_stage = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_stage END,
+    checkpoint_hash = CASE WHEN %(restart)s THEN NULL ELSE checkpoint_hash END,
+    progress = CASE WHEN %(restart)s THEN progress - 'checkpoint' ELSE progress END
 WHERE id = %(id)s
 RETURNING *;
 

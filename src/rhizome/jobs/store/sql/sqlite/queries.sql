@@ -158,7 +158,11 @@ RETURNING *;
 UPDATE background_jobs
 SET status = 'pending', resumed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     resume_count = resume_count + 1, pause_requested = 0,
-    run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+    last_checkpoint_path = CASE WHEN :restart THEN NULL ELSE last_checkpoint_path END,
+    last_checkpoint_stage = CASE WHEN :restart THEN NULL ELSE last_checkpoint_stage END,
+    checkpoint_hash = CASE WHEN :restart THEN NULL ELSE checkpoint_hash END,
+    progress = CASE WHEN :restart THEN json_remove(progress, '$.checkpoint') ELSE progress END
 WHERE id = :id
 RETURNING *;
 
@@ -168,7 +172,11 @@ SET status = 'pending', next_retry_at = NULL, completed_at = NULL,
     run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     retry_count = CASE WHEN :reset_retries THEN 0 ELSE retry_count END,
     error_type = NULL, error_message = NULL, cancel_requested = 0, pause_requested = 0,
-    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+    last_checkpoint_path = CASE WHEN :restart THEN NULL ELSE last_checkpoint_path END,
+    last_checkpoint_stage = CASE WHEN :restart THEN NULL ELSE last_checkpoint_stage END,
+    checkpoint_hash = CASE WHEN :restart THEN NULL ELSE checkpoint_hash END,
+    progress = CASE WHEN :restart THEN json_remove(progress, '$.checkpoint') ELSE progress END
 WHERE id = :id
 RETURNING *;
 
