@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.admin import Admin
-from rhizome.library import Library
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy
 from rhizome.jobs.store import SqlJobStore, open_store
 from rhizome.jobs.worker import Worker, WorkerConfig
+from rhizome.library import Library
 from rhizome.storage import Storage, open_storage
 
 
