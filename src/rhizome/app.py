@@ -21,6 +21,9 @@ class App:
     _store: SqlJobStore | None = None
     _storage: Storage | None = None
 
+    def __post_init__(self) -> None:
+        load_builtin_handlers()
+
     @property
     def registry(self) -> Registry:
         return load_builtin_handlers()

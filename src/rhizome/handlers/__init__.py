@@ -6,6 +6,11 @@ from rhizome.jobs.registry import Registry, registry
 
 
 def load_builtin_handlers() -> Registry:
-    from rhizome.handlers import noop  # noqa: F401
+    from rhizome.handlers import (  # noqa: F401
+        detect_connections,
+        noop,
+        process_document,
+        reprocess_connections,
+    )
 
     return registry

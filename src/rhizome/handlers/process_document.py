@@ -150,7 +150,7 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
             doc.id,
             user,
             status="ready",
-            title=state.get("title") if doc.title in (None, "", doc.source_url) else None,
+            title=None if doc.metadata.get("title_given") else state.get("title"),
             author=state.get("author"),
             word_count=state.get("word_count"),
             page_count=state.get("page_count"),

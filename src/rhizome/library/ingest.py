@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.errors import InvalidInputError
 from rhizome.jobs.model import Job
+from rhizome.jobs.registry import registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library.model import Document
 from rhizome.library.repo import Library
@@ -62,6 +63,7 @@ def add_bytes(
             f"{max_bytes / 1e6:.0f} MB.",
             "Split the document or raise the limit.",
         )
+    registry.get("process_document")  # fail before anything is written
     source_type = guess_type(filename)
     suffix = PurePath(filename).suffix.lower() if filename else ""
     ext = suffix if suffix in _EXTENSIONS else ".bin"
@@ -70,7 +72,12 @@ def add_bytes(
         user_id=user_id,
         title=title or (PurePath(filename).stem if filename else "Untitled"),
         source_type=source_type,
-        metadata={"filename": filename, "content_type": content_type, "size": len(data)},
+        metadata={
+            "filename": filename,
+            "content_type": content_type,
+            "size": len(data),
+            "title_given": title is not None,
+        },
     )
     key = f"{doc.storage_folder}/source{ext}"
     storage.put(key, data)
@@ -89,9 +96,14 @@ def add_url(
         raise InvalidInputError(
             f"{url!r} is not a web address.", "Use a full http:// or https:// URL."
         )
+    registry.get("process_document")
     library = Library(store)
     doc = library.create_document(
-        user_id=user_id, title=title or url, source_type="html", source_url=url
+        user_id=user_id,
+        title=title or url,
+        source_type="html",
+        source_url=url,
+        metadata={"title_given": title is not None},
     )
     return Added(doc, _enqueue(store, doc, {"url": url}))
 
