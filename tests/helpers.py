@@ -90,15 +90,20 @@ class PauseAfterPuts:
     """Wraps a storage; asks for a pause right after the k-th checkpoint is written, so the
     job stops exactly at that safe point."""
 
-    def __init__(self, inner: Storage, store: SqlJobStore, k: int) -> None:
+    def __init__(
+        self, inner: Storage, store: SqlJobStore, k: int, job_id: str | None = None
+    ) -> None:
         self.inner, self.store, self.k, self.puts = inner, store, k, 0
+        self.job_id = job_id
         self.url = inner.url
 
     def put(self, key: str, data: bytes) -> None:
         self.inner.put(key, data)
+        if "/stage-" not in key:
+            return  # not a checkpoint
         self.puts += 1
         if self.puts == self.k:
-            job_id = key.split("/")[1]
+            job_id = self.job_id or key.split("/")[1]  # jobs/{job_id}/stage-*.json
             self.store.request_pause(job_id, reason=f"pause at safe point {self.k}")
 
     def __getattr__(self, name: str) -> Any:

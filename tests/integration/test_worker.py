@@ -197,3 +197,35 @@ def test_stop_releases_running_job(store: SqlJobStore, storage: LocalStorage) ->
     done = store.get(job.id)
     assert done.status is JobStatus.COMPLETED
     assert done.output_data and done.output_data["digest"] == noop_digest(2, 20)
+
+
+def test_heartbeat_does_not_drop_a_job_claimed_during_the_beat(
+    store: SqlJobStore, storage: LocalStorage
+) -> None:
+    """Regression: a job claimed and registered while the heartbeat statement runs must
+    not be marked lost (its claim was not visible to that statement)."""
+    from rhizome.jobs.context import JobContext
+
+    worker = make_worker(store, storage)
+    store.register_worker(worker.id, "h", 1, 1, None)
+    [job] = store.enqueue([NewJob("noop", {})])
+    real_heartbeat = store.heartbeat
+    contexts: list[JobContext] = []
+
+    def heartbeat_then_claim(worker_id: str, lease: float):  # type: ignore[no-untyped-def]
+        controls = real_heartbeat(worker_id, lease)
+        [claimed] = store.claim(worker.id, 1, 30, None)  # lands after the statement
+        ctx = JobContext(claimed, (), store, storage, worker.id)
+        worker._running[claimed.id] = ctx
+        contexts.append(ctx)
+        return controls
+
+    store.heartbeat = heartbeat_then_claim  # type: ignore[method-assign]
+    try:
+        worker.beat()
+    finally:
+        store.heartbeat = real_heartbeat  # type: ignore[method-assign]
+    assert contexts and not contexts[0].lost
+    worker.beat()  # the next beat sees it and keeps it
+    assert not contexts[0].lost
+    assert store.get(job.id).worker_id == worker.id

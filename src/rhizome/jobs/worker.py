@@ -375,9 +375,12 @@ class Worker:
     def beat(self) -> None:
         """One heartbeat: extend leases, read back control flags, reap."""
         try:
-            controls = self.store.heartbeat(self.id, self.config.lease_seconds)
+            # Snapshot the running jobs *before* the statement: their claims committed
+            # before it started, so a job missing from its answer really was lost. (A job
+            # registered after the statement began would look lost by mistake.)
             with self._running_lock:
                 running = dict(self._running)
+            controls = self.store.heartbeat(self.id, self.config.lease_seconds)
             for job_id, ctx in running.items():
                 control = controls.get(job_id)
                 if control is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -146,7 +147,8 @@ class Library:
                 "document_id": document_id,
                 "chunk_index": int(c["index"]),
                 "text": c["text"],
-                "heading_path": list(c.get("heading_path") or []),
+                # JSON text: both dialects store it as JSON (PostgreSQL casts to jsonb)
+                "heading_path": json.dumps(list(c.get("heading_path") or []), ensure_ascii=False),
                 "start_offset": int(c["start"]),
                 "end_offset": int(c["end"]),
                 "token_count": int(c["token_count"]),
@@ -167,7 +169,7 @@ class Library:
                 start=r["start_offset"],
                 end=r["end_offset"],
                 token_count=r["token_count"],
-                heading_path=r["heading_path"],
+                heading_path=json.loads(r["heading_path"]),
             )
             for r in rows
         ]

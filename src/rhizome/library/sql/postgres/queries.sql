@@ -40,7 +40,7 @@ DELETE FROM chunks WHERE document_id = %(document_id)s AND user_id = %(user_id)s
 -- name: insert_chunk
 INSERT INTO chunks (id, user_id, document_id, chunk_index, text, heading_path, start_offset,
                     end_offset, token_count)
-VALUES (%(id)s, %(user_id)s, %(document_id)s, %(chunk_index)s, %(text)s, %(heading_path)s,
+VALUES (%(id)s, %(user_id)s, %(document_id)s, %(chunk_index)s, %(text)s, %(heading_path)s::jsonb,
         %(start_offset)s, %(end_offset)s, %(token_count)s);
 
 -- name: set_embedding

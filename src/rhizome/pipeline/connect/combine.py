@@ -1,0 +1,170 @@
+"""Merge the engines' findings into scored connections; ``detect_connections`` runs all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from rhizome.pipeline.connect.concepts import (
+    ConceptIndex,
+    extract_concepts,
+    quote,
+    rank_concepts,
+    surface_forms,
+)
+from rhizome.pipeline.connect.contradiction import contradiction_engine
+from rhizome.pipeline.connect.index import VectorIndex
+from rhizome.pipeline.connect.model import (
+    ENGINES,
+    ChunkView,
+    FoundConnection,
+    Progress,
+    Weights,
+    build_index,
+    concept_index_for,
+    unique_chunks,
+)
+from rhizome.pipeline.connect.semantic import DEFAULT_SEMANTIC_THRESHOLD, semantic_engine
+from rhizome.pipeline.connect.thematic import thematic_engine
+
+__all__ = ["combine", "detect_connections"]
+
+
+def _semantic_reason(
+    score: float, source: ChunkView, target: ChunkView, ci: ConceptIndex | None
+) -> str:
+    shared = extract_concepts(source.text) & extract_concepts(target.text)
+    text = f"similar content (cosine {score:.2f})"
+    if shared:
+        named = rank_concepts(shared, ci, limit=3)
+        text += f"; shared concepts {quote(named, surface_forms(source.text))}"
+    return text
+
+
+def combine(
+    chunks: Mapping[str, ChunkView],
+    *,
+    semantic: Iterable[tuple[str, str, float]] = (),
+    contradiction: Iterable[tuple[str, str, float, str]] = (),
+    thematic: Iterable[tuple[str, str, float, str]] = (),
+    new_ids: Iterable[str] = (),
+    weights: Weights = Weights(),
+    min_combined: float = 0.15,
+    concepts_index: ConceptIndex | None = None,
+) -> list[FoundConnection]:
+    """One :class:`FoundConnection` per chunk pair, ``combined`` = weighted sum of the
+    engine scores (a missing engine counts 0), kept if ``>= min_combined``.
+
+    ``chunks`` maps every id the engines mention to its view. Pairs are directed from a
+    new chunk to a library chunk; a pair between two new chunks (several new documents at
+    once) is reported once. Never within a document, never a chunk with itself. Order:
+    combined desc, then source id, then target id.
+    """
+    fresh = set(new_ids)
+    merged: dict[tuple[str, str], dict[str, tuple[float, str]]] = {}
+
+    def put(engine: str, source: str, target: str, score: float, reason: str) -> None:
+        if source == target or source not in chunks or target not in chunks:
+            return
+        if chunks[source].document_id == chunks[target].document_id:
+            return
+        key = (source, target)
+        if key not in merged and (target, source) in merged and {source, target} <= fresh:
+            key = (target, source)
+        slot = merged.setdefault(key, {})
+        if engine not in slot or score > slot[engine][0]:
+            slot[engine] = (score, reason)
+
+    for source, target, score in semantic:
+        put("semantic", source, target, score, "")
+    for source, target, score, reason in contradiction:
+        put("contradiction", source, target, score, reason)
+    for source, target, score, reason in thematic:
+        put("thematic", source, target, score, reason)
+
+    found: list[FoundConnection] = []
+    for (source, target), slot in merged.items():
+        scores = {
+            engine: round(slot[engine][0], 6) if engine in slot else 0.0 for engine in ENGINES
+        }
+        combined = round(sum(weights.of(e) * scores[e] for e in ENGINES), 6)
+        if combined < min_combined:
+            continue
+        parts: list[tuple[float, str]] = []
+        for engine in ENGINES:
+            if engine not in slot:
+                continue
+            reason = slot[engine][1]
+            if engine == "semantic":
+                reason = _semantic_reason(
+                    scores[engine], chunks[source], chunks[target], concepts_index
+                )
+            parts.append((weights.of(engine) * scores[engine], reason))
+        parts.sort(key=lambda p: -p[0])
+        found.append(
+            FoundConnection(
+                source_chunk_id=source,
+                target_chunk_id=target,
+                source_document_id=chunks[source].document_id,
+                target_document_id=chunks[target].document_id,
+                scores=scores,
+                combined=combined,
+                reason="; ".join(r for _, r in parts if r),
+            )
+        )
+    found.sort(key=lambda c: (-c.combined, c.source_chunk_id, c.target_chunk_id))
+    return found
+
+
+def detect_connections(
+    new: Sequence[ChunkView],
+    library: Sequence[ChunkView],
+    *,
+    weights: Weights = Weights(),
+    top_k: int = 5,
+    min_combined: float = 0.15,
+    index: VectorIndex | None = None,
+    progress: Progress | None = None,
+    concepts_index: ConceptIndex | None = None,
+    semantic_threshold: float = DEFAULT_SEMANTIC_THRESHOLD,
+) -> list[FoundConnection]:
+    """Run the three engines for the ``new`` chunks against ``library`` and combine them.
+
+    ``library`` may include the new chunks (they are de-duplicated by id). Pass ``index``
+    (a :class:`VectorIndex` of the library) and ``concepts_index`` to reuse them across
+    calls; both are read, never modified. An engine whose weight is 0 is skipped.
+    """
+    pool = unique_chunks(library, new)
+    chunks = list(pool.values())
+    if index is None:
+        index = build_index(chunks)
+    if concepts_index is None and (weights.contradiction > 0 or weights.thematic > 0):
+        concepts_index = concept_index_for(chunks)
+    semantic = (
+        semantic_engine(new, index, top_k=top_k, threshold=semantic_threshold, progress=progress)
+        if weights.semantic > 0
+        else []
+    )
+    contradiction = (
+        contradiction_engine(
+            new, chunks, index=index, concepts_index=concepts_index, top_k=top_k, progress=progress
+        )
+        if weights.contradiction > 0
+        else []
+    )
+    thematic = (
+        thematic_engine(
+            new, chunks, index=index, concepts_index=concepts_index, top_k=top_k, progress=progress
+        )
+        if weights.thematic > 0
+        else []
+    )
+    return combine(
+        pool,
+        semantic=semantic,
+        contradiction=contradiction,
+        thematic=thematic,
+        new_ids=[c.id for c in new],
+        weights=weights,
+        min_combined=min_combined,
+        concepts_index=concepts_index,
+    )

