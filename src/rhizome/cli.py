@@ -619,7 +619,8 @@ def add_cmd(
             job = final[r["job_id"]]
             r["status"] = job.status.value
             r["error"] = job.error_message
-            r["document_status"] = a.library().get_document(r["document_id"], user).status
+            doc = a.library().get_document(r["document_id"], user)
+            r["document_status"], r["title"] = doc.status, doc.title
     a.close()
     if as_json:
         _emit(results if len(results) > 1 else results[0])
