@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # Set up (first run only) and run Rhizome on the embedded default: SQLite in
-# ./.rhizome/rhizome.db and storage in ./.rhizome/storage. Extra arguments go to `rhizome`
-# (default: `worker`).
+# ./.rhizome/rhizome.db, files in ./.rhizome/storage, the web UI + API + a worker in one
+# process at http://127.0.0.1:8000. Extra arguments go to `rhizome serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/rhizome db upgrade
-if [ $# -eq 0 ]; then set -- worker; fi
-exec .venv/bin/rhizome "$@"
+exec .venv/bin/rhizome serve "$@"

@@ -1,0 +1,288 @@
+"""Live job updates over Server-Sent Events.
+
+One :class:`Broadcaster` per server process owns one :class:`~rhizome.jobs.events.ChangeFeed`
+(LISTEN/NOTIFY on PostgreSQL, ``data_version`` on SQLite: no table polling) and one
+thread that turns each change into a JSON message once, then hands it to the event loop
+of every connected client of the job's user. A client gets a ``snapshot`` first (its
+unfinished jobs), then ``job`` / ``event`` / ``deleted`` messages; after a reconnect (or
+if it fell too far behind) it gets a fresh snapshot, so nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rhizome.jobs.errors import RhizomeError
+from rhizome.jobs.events import Change, ChangeFeed, Subscription
+from rhizome.jobs.registry import Registry
+from rhizome.jobs.store import SqlJobStore
+from rhizome.library import Library
+from rhizome.web.queries import JobFilter, search_jobs
+from rhizome.web.views import job_summary
+
+log = logging.getLogger("rhizome.web.sse")
+
+Message = tuple[str, str]  # (event name, JSON data)
+MAX_BACKLOG = 5000
+
+
+class Listener:
+    """One connected client (lives on the event loop that serves it)."""
+
+    def __init__(self, user_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.user_id = user_id
+        self.loop = loop
+        self.items: deque[Message] = deque()
+        self.wake = asyncio.Event()
+        self.resync = False
+
+    def push(self, items: list[Message] | None) -> None:
+        """Called on the loop (``call_soon_threadsafe``); ``None`` asks for a resync."""
+        if items is None or len(self.items) + len(items) > MAX_BACKLOG:
+            self.items.clear()
+            self.resync = True
+        else:
+            self.items.extend(items)
+        self.wake.set()
+
+    async def next(self, stop: Callable[[], bool] | None = None) -> list[Message] | None:
+        """The next messages; None when the client must get a fresh snapshot; an empty
+        list when ``stop()`` says the server is shutting down."""
+        while not self.items and not self.resync:
+            if stop is not None and stop():
+                return []
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), 0.5 if stop else None)
+            except TimeoutError:
+                continue
+        if self.resync:
+            self.resync = False
+            self.items.clear()
+            return None
+        out = list(self.items)
+        self.items.clear()
+        return out
+
+
+class Broadcaster:
+    def __init__(self, store: SqlJobStore, registry: Registry) -> None:
+        self.store = store
+        self.registry = registry
+        self._listeners: set[Listener] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._feed: ChangeFeed | None = None
+        self._sub: Subscription | None = None
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._owners_lock = threading.Lock()
+        self._titles: dict[str, tuple[float, str | None]] = {}
+        self.messages_sent = 0
+        self.feed_ok = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rhizome-sse", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._feed is not None:
+            self._feed.stop()
+
+    @property
+    def client_count(self) -> int:
+        with self._lock:
+            return len(self._listeners)
+
+    def listen(self, user_id: str) -> Listener:
+        listener = Listener(user_id, asyncio.get_running_loop())
+        with self._lock:
+            self._listeners.add(listener)
+        return listener
+
+    def unlisten(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.discard(listener)
+
+    def remember(self, job_id: str, user_id: str) -> None:
+        with self._owners_lock:
+            self._owners[job_id] = user_id
+            self._owners.move_to_end(job_id)
+            while len(self._owners) > 100_000:
+                self._owners.popitem(last=False)
+
+    def _owner(self, job_id: str, *, forget: bool = False) -> str | None:
+        with self._owners_lock:
+            return self._owners.pop(job_id, None) if forget else self._owners.get(job_id)
+
+    # --- the feed thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._sub is None:
+                try:
+                    feed = ChangeFeed(self.store)
+                    feed.start()
+                    self._feed, self._sub = feed, feed.subscribe()
+                    self.feed_ok = True
+                    self._resync_all()  # changes may have been missed while it was down
+                except Exception as exc:  # the database is down: retry, never die
+                    self.feed_ok = False
+                    log.warning("change feed not available: %s", exc)
+                    self._stop.wait(2.0)
+                    continue
+            change = self._sub.get(timeout=0.5)
+            if change is None:
+                continue
+            batch = [change]
+            while len(batch) < 500:
+                more = self._sub.get(timeout=0)
+                if more is None:
+                    break
+                batch.append(more)
+            if self._sub.overflowed:
+                self._sub.overflowed = False
+                self._resync_all()
+            try:
+                self._deliver(batch)
+            except Exception:
+                log.exception("could not deliver job changes")
+
+    def _deliver(self, batch: list[Change]) -> None:
+        by_user: dict[str, list[Message]] = {}
+        for change in batch:
+            message = self._message(change)
+            if message is not None:
+                user, event, data = message
+                by_user.setdefault(user, []).append((event, data))
+        if not by_user:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            items = by_user.get(listener.user_id)
+            if items:
+                self._send(listener, items)
+
+    def _send(self, listener: Listener, items: list[Message] | None) -> None:
+        try:
+            listener.loop.call_soon_threadsafe(listener.push, items)
+            self.messages_sent += len(items or ())
+        except RuntimeError:  # its loop is closed
+            self.unlisten(listener)
+
+    def _resync_all(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            self._send(listener, None)
+
+    def _message(self, change: Change) -> tuple[str, str, str] | None:
+        if change.kind == "job" and change.job is not None:
+            job = change.job
+            self.remember(job.id, job.user_id)
+            title = None
+            if job.entity_type == "document" and job.entity_id:
+                title = self.document_title(job.entity_id, job.user_id)
+            data = job_summary(self.registry, job, title)
+            return job.user_id, "job", _dumps(data)
+        if change.kind == "event" and change.event is not None:
+            event = change.event
+            owner = self._owner(event.job_id)
+            if owner is None:
+                try:
+                    owner = self.store.get(event.job_id).user_id
+                except RhizomeError:
+                    return None
+                self.remember(event.job_id, owner)
+            return owner, "event", _dumps(event.to_dict())
+        if change.kind == "deleted" and change.job_id is not None:
+            owner = self._owner(change.job_id, forget=True)
+            if owner is None:
+                return None
+            return owner, "deleted", _dumps({"job_id": change.job_id})
+        return None
+
+    def document_title(self, document_id: str, user_id: str) -> str | None:
+        now = time.monotonic()
+        cached = self._titles.get(document_id)
+        if cached is not None and now - cached[0] < 5.0:
+            return cached[1]
+        try:
+            title: str | None = Library(self.store).get_document(document_id, user_id).title
+        except RhizomeError:
+            title = None
+        if len(self._titles) > 10_000:
+            self._titles.clear()
+        self._titles[document_id] = (now, title)
+        return title
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
+def snapshot(store: SqlJobStore, registry: Registry, b: Broadcaster, user_id: str) -> str:
+    """The user's unfinished jobs (running first), for a client that (re)connects."""
+    running = search_jobs(store, JobFilter(statuses=("processing",)), user_id=user_id, limit=100)
+    waiting = search_jobs(
+        store,
+        JobFilter(statuses=("pending", "paused", "retrying")),
+        user_id=user_id,
+        limit=100,
+    )
+    jobs = []
+    for page in (running, waiting):
+        for job in page.jobs:
+            b.remember(job.id, job.user_id)
+            jobs.append(job_summary(registry, job, page.document_titles.get(job.id)))
+    return _dumps(
+        {
+            "jobs": jobs,
+            "server_time": datetime.now(UTC).isoformat(),
+            "user_id": user_id,
+        }
+    )
+
+
+async def event_stream(
+    b: Broadcaster,
+    user_id: str,
+    make_snapshot: Callable[[], str],
+    run_sync: Callable[[Callable[[], str]], Any],
+    stop: Callable[[], bool] | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """The SSE messages for one client (the caller wraps them in EventSourceResponse).
+    Ends cleanly when ``stop()`` turns true (server shutdown)."""
+    listener = b.listen(user_id)  # before the snapshot: no change falls between the two
+    counter = 0
+    try:
+        while True:
+            data = await run_sync(make_snapshot)
+            counter += 1
+            yield {"event": "snapshot", "data": data, "id": str(counter), "retry": 1000}
+            while True:
+                items = await listener.next(stop)
+                if items is None:
+                    break  # resync: a fresh snapshot
+                if not items:
+                    return  # shutting down
+                for event, payload in items:
+                    counter += 1
+                    yield {"event": event, "data": payload, "id": str(counter)}
+    finally:
+        b.unlisten(listener)

@@ -1,0 +1,130 @@
+"""What every request handler reaches through ``request.app.state.web``."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from rhizome.app import App
+from rhizome.jobs.errors import InvalidInputError
+from rhizome.jobs.registry import Registry
+from rhizome.jobs.store import SqlJobStore
+from rhizome.jobs.worker import Worker
+from rhizome.storage import Storage
+from rhizome.web import display
+from rhizome.web.security import DEFAULT_USER, USER_PATTERN, SecurityConfig
+from rhizome.web.sse import Broadcaster
+
+
+@dataclass
+class WebState:
+    app: App
+    security: SecurityConfig
+    broadcaster: Broadcaster
+    max_upload_bytes: int
+    embedded_worker: bool = False
+    worker: Worker | None = None
+    worker_thread: threading.Thread | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> SqlJobStore:
+        return self.app.store
+
+    @property
+    def storage(self) -> Storage:
+        return self.app.storage
+
+    @property
+    def registry(self) -> Registry:
+        return self.app.registry
+
+    def known_types(self) -> set[str]:
+        return set(display.KNOWN_TYPES) | set(self.registry.names())
+
+    def hidden_types(self) -> tuple[str, ...]:
+        return tuple(display.hidden_types(self.registry))
+
+
+def get_state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def current_user(
+    x_rhizome_user: Annotated[
+        str | None,
+        Header(
+            alias="X-Rhizome-User",
+            pattern=USER_PATTERN,
+            max_length=64,
+            description="The user whose jobs and documents this request sees (default 'local').",
+        ),
+    ] = None,
+) -> str:
+    return x_rhizome_user or DEFAULT_USER
+
+
+StateDep = Annotated[WebState, Depends(get_state)]
+UserDep = Annotated[str, Depends(current_user)]
+
+
+# --- input hygiene --------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def clean_text(value: str, what: str = "text") -> str:
+    """Refuse strings no database can store (NUL, lone surrogates)."""
+    if "\x00" in value:
+        raise InvalidInputError(f"The {what} contains a NUL character.", "Remove it and retry.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"The {what} is not valid Unicode (lone surrogate).", "Send UTF-8 text."
+        ) from None
+    return value
+
+
+def clean_json(value: Any, what: str = "input", max_depth: int = 32) -> Any:
+    """Check a JSON value before it is stored: no NUL or lone surrogates in strings (keys
+    too), no NaN/Infinity, bounded nesting. Iterative: hostile nesting cannot recurse."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise InvalidInputError(
+                f"The {what} is nested more than {max_depth} levels deep.", "Flatten it."
+            )
+        if isinstance(item, str):
+            clean_text(item, what)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidInputError(
+                    f"The {what} contains NaN or Infinity.", "Use finite numbers or null."
+                )
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                clean_text(str(k), what)
+                stack.append((v, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+def safe_filename(name: str | None) -> str | None:
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _CONTROL.sub("", base.replace("\x00", "")).strip()
+    try:
+        base.encode("utf-8")
+    except UnicodeEncodeError:
+        base = base.encode("utf-8", "replace").decode("utf-8")
+    return base[:255] or None
