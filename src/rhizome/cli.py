@@ -773,13 +773,7 @@ def _check_status(value: str) -> None:
 
 
 def _status_label(job: Job) -> str:
-    if job.status is JobStatus.PROCESSING and job.pause_requested:
-        return "pausing"
-    if job.status is JobStatus.PROCESSING and job.cancel_requested:
-        return "cancelling"
-    if job.status is JobStatus.FAILED and job.next_retry_at is not None:
-        return "retrying"
-    return job.status.value
+    return job.display_status
 
 
 def _safe_url(url: str) -> str:

@@ -85,6 +85,18 @@ class Job:
     checkpoint_hash: str | None = None
 
     @property
+    def display_status(self) -> str:
+        """The status a person sees: the stored one, or pausing, cancelling (a request is
+        pending at a running job) or retrying (failed with an automatic retry scheduled)."""
+        if self.status is JobStatus.PROCESSING and self.cancel_requested:
+            return "cancelling"
+        if self.status is JobStatus.PROCESSING and self.pause_requested:
+            return "pausing"
+        if self.status is JobStatus.FAILED and self.next_retry_at is not None:
+            return "retrying"
+        return self.status.value
+
+    @property
     def stage(self) -> str | None:
         value = self.progress.get("stage")
         return str(value) if value is not None else None

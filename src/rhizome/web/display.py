@@ -104,13 +104,7 @@ STATUS_TEXT: dict[str, str] = {
 
 def status_label(job: Job) -> str:
     """The status a person sees: the stored one, or pausing/cancelling/retrying."""
-    if job.status is JobStatus.PROCESSING and job.cancel_requested:
-        return "cancelling"
-    if job.status is JobStatus.PROCESSING and job.pause_requested:
-        return "pausing"
-    if job.status is JobStatus.FAILED and job.next_retry_at is not None:
-        return "retrying"
-    return job.status.value
+    return job.display_status
 
 
 UNFINISHED = ("pending", "processing", "paused")
