@@ -3,17 +3,17 @@
 Run it through ``bench/queue/run.sh`` (it prepares ``bench/.venv``). What it measures, for
 every system, on the same PostgreSQL server and in one run:
 
-* **enqueue bulk** – ``--jobs`` no-op jobs enqueued in batches of ``--batch`` (rhizome:
+* **enqueue bulk** - ``--jobs`` no-op jobs enqueued in batches of ``--batch`` (rhizome:
   ``store.enqueue([NewJob, ...])`` like ``rhizome jobs enqueue --count``; Procrastinate:
   ``task.batch_defer(...)``), jobs/s;
-* **enqueue single** – ``--single`` jobs enqueued one call (one transaction) each, jobs/s;
-* **drain** – ``--jobs`` jobs enqueued first, then N real worker processes started at once
-  in burst / one-shot mode; jobs/s = jobs / (last completion − worker spawn). Also reported:
+* **enqueue single** - ``--single`` jobs enqueued one call (one transaction) each, jobs/s;
+* **drain** - ``--jobs`` jobs enqueued first, then N real worker processes started at once
+  in burst / one-shot mode; jobs/s = jobs / (last completion - worker spawn). Also reported:
   the steady rate (first start → last completion, i.e. without process start-up) and the
   time until the worker processes exited;
-* **latency** – one idle (non-burst) worker; ``--latency-jobs`` jobs enqueued one at a time
-  every ``--latency-gap-ms``; latency = start − creation from database timestamps of each
-  row (rhizome: ``started_at − created_at``; Procrastinate: the ``started`` event's ``at``
+* **latency** - one idle (non-burst) worker; ``--latency-jobs`` jobs enqueued one at a time
+  every ``--latency-gap-ms``; latency = start - creation from database timestamps of each
+  row (rhizome: ``started_at - created_at``; Procrastinate: the ``started`` event's ``at``
   minus the ``deferred`` event's ``at``), p50/p95/p99 in ms.
 
 Databases ``rhizome_bench_<hex>`` and ``procrastinate_bench_<hex>`` are created and dropped;
@@ -65,6 +65,39 @@ def percentile(values: list[float], p: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def cpu_times() -> tuple[int, int]:
+    """(total, idle+iowait) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[0] - before[0]
+    idle = after[1] - before[1]
+    return round(100 * (total - idle) / total, 1) if total > 0 else 0.0
+
+
+QUIET = {"pct": 15.0, "wait": 60.0}
+OPTS = {"vacuum": True}
+
+
+def wait_quiet() -> float:
+    """Wait (up to QUIET['wait'] s) until the machine is idle: other processes on this
+    machine (test suites, builds) would otherwise skew the numbers. Returns the busy % of
+    the last 0.5 s sample: the background load the next phase starts with."""
+    deadline = time.monotonic() + QUIET["wait"]
+    while True:
+        a = cpu_times()
+        time.sleep(0.5)
+        pct = busy_pct(a, cpu_times())
+        if pct <= QUIET["pct"] or time.monotonic() > deadline:
+            if pct > QUIET["pct"]:
+                log(f"  (machine still {pct}% busy with other work; measuring anyway)")
+            return pct
+        time.sleep(1.0)
+
+
 def parse_ts(value: str | None) -> float | None:
     if value is None:
         return None
@@ -93,12 +126,16 @@ def machine_info(admin_url: str) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         git["head"] = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         git["src_dirty"] = bool(
             subprocess.run(
                 ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.strip()
         )
     versions: dict[str, str] = {}
@@ -131,16 +168,30 @@ class System:
     def setup(self) -> None: ...
     def reset(self) -> None: ...
     def teardown(self) -> None: ...
-    def enqueue_batch(self, n: int) -> list[Any]: raise NotImplementedError
-    def enqueue_one(self) -> Any: raise NotImplementedError
+    def enqueue_batch(self, n: int) -> list[Any]:
+        raise NotImplementedError
+
+    def enqueue_one(self) -> Any:
+        raise NotImplementedError
+
     def worker(self, concurrency: int, burst: bool) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
-    def workers_registered(self) -> int: raise NotImplementedError
-    def drain_stats(self) -> dict[str, Any]: raise NotImplementedError
-    def done_count(self, ids: list[Any]) -> int: raise NotImplementedError
-    def latencies_ms(self, ids: list[Any]) -> list[float]: raise NotImplementedError
+
+    def workers_registered(self) -> int:
+        raise NotImplementedError
+
+    def drain_stats(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def done_count(self, ids: list[Any]) -> int:
+        raise NotImplementedError
+
+    def latencies_ms(self, ids: list[Any]) -> list[float]:
+        raise NotImplementedError
+
     def before_drain(self) -> None: ...
-    def notes(self) -> dict[str, Any]: return {}
+    def notes(self) -> dict[str, Any]:
+        return {}
 
 
 class RhizomePostgres(System):
@@ -161,7 +212,8 @@ class RhizomePostgres(System):
         self.conn.execute("TRUNCATE background_jobs, job_events, workers")
 
     def before_drain(self) -> None:
-        self.conn.execute("VACUUM ANALYZE background_jobs")
+        if OPTS["vacuum"]:
+            self.conn.execute("VACUUM ANALYZE background_jobs")
         self.conn.execute("CHECKPOINT")
 
     def teardown(self) -> None:
@@ -331,8 +383,9 @@ class Procrastinate(System):
         )
 
     def before_drain(self) -> None:
-        self.conn.execute("VACUUM ANALYZE procrastinate_jobs")
-        self.conn.execute("VACUUM ANALYZE procrastinate_events")
+        if OPTS["vacuum"]:
+            self.conn.execute("VACUUM ANALYZE procrastinate_jobs")
+            self.conn.execute("VACUUM ANALYZE procrastinate_events")
         self.conn.execute("CHECKPOINT")
 
     def teardown(self) -> None:
@@ -441,6 +494,7 @@ def show_log(logdir: Path, system: System, tag: str) -> str:
 
 def measure_enqueue_bulk(system: System, n: int, batch: int) -> float:
     system.reset()
+    wait_quiet()
     t0 = time.perf_counter()
     done = 0
     while done < n:
@@ -453,6 +507,7 @@ def measure_enqueue_bulk(system: System, n: int, batch: int) -> float:
 def measure_enqueue_single(system: System, n: int) -> float:
     system.reset()
     system.enqueue_one()  # warm the connection
+    wait_quiet()
     t0 = time.perf_counter()
     for _ in range(n):
         system.enqueue_one()
@@ -470,6 +525,8 @@ def measure_drain(
         system.enqueue_batch(k)
         done += k
     system.before_drain()
+    background = wait_quiet()
+    c0 = cpu_times()
     t0 = time.time()
     with workers(system, procs, concurrency, True, logdir, tag) as ps:
         deadline = time.monotonic() + timeout
@@ -480,6 +537,7 @@ def measure_drain(
             except subprocess.TimeoutExpired:
                 break
         t_exit = time.time()
+        c1 = cpu_times()
         codes = [p.poll() for p in ps]
     stats = system.drain_stats()
     result: dict[str, Any] = {
@@ -488,6 +546,8 @@ def measure_drain(
         "jobs": n,
         "completed": stats["completed"],
         "exit_codes": codes,
+        "background_cpu_pct": background,
+        "cpu_busy_pct": busy_pct(c0, c1),
     }
     if stats["completed"] != n or any(c != 0 for c in codes):
         result["error"] = f"completed {stats['completed']} of {n}, exit codes {codes}"
@@ -537,6 +597,7 @@ def measure_latency(
             return ids, call_ms
 
         burst_of(warmup)
+        background = wait_quiet()
         ids, call_ms = burst_of(n)
     lat = system.latencies_ms(ids)
     result = {
@@ -551,6 +612,7 @@ def measure_latency(
         "max_ms": round(max(lat), 2) if lat else None,
         "mean_ms": round(sum(lat) / len(lat), 2) if lat else None,
         "enqueue_call_p50_ms": round(percentile(call_ms, 50), 2),
+        "background_cpu_pct": background,
     }
     if len(lat) != n:
         result["error"] = f"only {len(lat)} of {n} jobs started"
@@ -566,13 +628,16 @@ def run_system(system: System, args: argparse.Namespace, logdir: Path) -> dict[s
         bulk = [measure_enqueue_bulk(system, args.jobs, args.batch) for _ in range(args.repeat)]
         res["enqueue_bulk_jobs_per_s"] = round(max(bulk), 1)
         res["enqueue_bulk_samples"] = [round(b, 1) for b in bulk]
-        log(f"  enqueue bulk ({args.jobs} in batches of {args.batch}): {res['enqueue_bulk_samples']} jobs/s")
+        log(
+            f"  enqueue bulk ({args.jobs} in batches of {args.batch}):"
+            f" {res['enqueue_bulk_samples']} jobs/s"
+        )
         single = measure_enqueue_single(system, args.single)
         res["enqueue_single_jobs_per_s"] = round(single, 1)
         log(f"  enqueue single ({args.single} calls): {single:.0f} jobs/s")
 
         conc = args.pq_concurrency if system.key == "procrastinate" else args.concurrency
-        sweep = [] if system.key == "procrastinate" and not args.pq_sweep else args.sweep
+        sweep = args.pq_sweep if system.key == "procrastinate" else args.sweep
         drains: list[dict[str, Any]] = []
         for procs in (1, 2):
             for c in [conc, *[s for s in sweep if s != conc]]:
@@ -593,12 +658,17 @@ def run_system(system: System, args: argparse.Namespace, logdir: Path) -> dict[s
                 default=main,
             )
             res[f"drain_{procs}p_best"] = {
-                "concurrency": best["concurrency"], "jobs_per_s": best.get("jobs_per_s")
+                "concurrency": best["concurrency"],
+                "jobs_per_s": best.get("jobs_per_s"),
             }
 
         lat = measure_latency(
-            system, args.latency_jobs, args.latency_gap_ms, args.latency_concurrency,
-            args.warmup, logdir,
+            system,
+            args.latency_jobs,
+            args.latency_gap_ms,
+            args.latency_concurrency,
+            args.warmup,
+            logdir,
         )
         res["latency"] = lat
         log(
@@ -611,6 +681,8 @@ def run_system(system: System, args: argparse.Namespace, logdir: Path) -> dict[s
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """rhizome-PG drain >= 2x Procrastinate's (same concurrency, and best vs best);
+    rhizome-PG p50 enqueue->start latency < 20 ms."""
     pg = results.get("rhizome-pg")
     pq = results.get("procrastinate")
     out: dict[str, Any] = {}
@@ -618,12 +690,16 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         for procs in (1, 2):
             a, b = pg.get(f"drain_{procs}p_jobs_per_s"), pq.get(f"drain_{procs}p_jobs_per_s")
             if a and b:
-                out[f"drain_{procs}p_ratio_vs_procrastinate"] = round(a / b, 2)
-                out[f"drain_{procs}p_ratio_met (>= 2)"] = a / b >= 2
-    if pg:
+                out[f"drain_{procs}p_ratio"] = round(a / b, 2)
+                out[f"drain_{procs}p_met"] = a / b >= 2
+            a = pg.get(f"drain_{procs}p_best", {}).get("jobs_per_s")
+            b = pq.get(f"drain_{procs}p_best", {}).get("jobs_per_s")
+            if a and b:
+                out[f"drain_{procs}p_best_vs_best_ratio"] = round(a / b, 2)
+    if pg and "latency" in pg:
         p50 = pg["latency"]["p50_ms"]
-        out["rhizome_pg_latency_p50_ms"] = p50
-        out["latency_p50_met (< 20 ms)"] = p50 < 20
+        out["latency_p50_ms"] = p50
+        out["latency_p50_met"] = p50 < 20
     return out
 
 
@@ -635,10 +711,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000, help="bulk enqueue batch size (CLI: 5000)")
     ap.add_argument("--single", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=2, help="bulk enqueue samples (best is kept)")
-    ap.add_argument("--concurrency", type=int, default=8, help="rhizome threads per process")
-    ap.add_argument("--sweep", default="16", help="other rhizome concurrencies to try")
+    ap.add_argument("--concurrency", type=int, default=10, help="rhizome threads per process")
+    ap.add_argument("--sweep", default="4,16,32", help="other rhizome concurrencies to try")
     ap.add_argument("--pq-concurrency", type=int, default=10, help="Procrastinate concurrency")
-    ap.add_argument("--pq-sweep", action="store_true", help="also sweep Procrastinate")
+    ap.add_argument("--pq-sweep", default="1,20", help="other Procrastinate concurrencies to try")
     ap.add_argument("--latency-jobs", type=int, default=400)
     ap.add_argument("--latency-gap-ms", type=float, default=15)
     ap.add_argument("--latency-concurrency", type=int, default=4)
@@ -646,9 +722,36 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=240, help="per drain, seconds")
     ap.add_argument("--out", default=None, help="JSON file (default results-<date>.json here)")
     ap.add_argument("--keep-logs", action="store_true")
+    ap.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="skip VACUUM ANALYZE after the enqueue (the planner then has no statistics)",
+    )
+    ap.add_argument(
+        "--quiet-pct",
+        type=float,
+        default=15.0,
+        help="before each phase wait until the machine is at most this busy",
+    )
+    ap.add_argument("--quiet-wait", type=float, default=60.0, help="... for at most this long")
+    ap.add_argument(
+        "--rhizome-src",
+        default=None,
+        help="a rhizome src/ folder to benchmark instead of the installed (editable) one",
+    )
+    ap.add_argument("--rhizome-rev", default=None, help="label: the git revision of --rhizome-src")
     args = ap.parse_args()
+    if args.rhizome_src:
+        src = str(Path(args.rhizome_src).resolve())
+        sys.path.insert(0, src)
+        os.environ["PYTHONPATH"] = src + os.pathsep + os.environ.get("PYTHONPATH", "")
     args.sweep = [int(s) for s in args.sweep.split(",") if s.strip()]
+    args.pq_sweep = [int(s) for s in args.pq_sweep.split(",") if s.strip()]
+    QUIET.update(pct=args.quiet_pct, wait=args.quiet_wait)
+    OPTS["vacuum"] = not args.no_vacuum
 
+    # SIGTERM (e.g. a timeout) still drops the databases and stops the workers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     tag = secrets.token_hex(4)
     base = args.admin_url.rsplit("/", 1)[0]
     dbs = {"rhizome-pg": f"rhizome_bench_{tag}", "procrastinate": f"procrastinate_bench_{tag}"}
@@ -657,8 +760,16 @@ def main() -> None:
     logdir.mkdir()
     t_start = time.time()
     info = machine_info(args.admin_url)
-    log(f"machine: {info['cpus']} CPUs, {info['cpu_model']}, {info['ram_gib']} GiB, "
-        f"PostgreSQL {info['postgresql']}, Python {info['python']}, {info['versions']}")
+    import rhizome
+
+    info["rhizome_code"] = {
+        "path": str(Path(rhizome.__file__).parent),
+        "rev": args.rhizome_rev or ("working tree" if not args.rhizome_src else None),
+    }
+    log(
+        f"machine: {info['cpus']} CPUs, {info['cpu_model']}, {info['ram_gib']} GiB, "
+        f"PostgreSQL {info['postgresql']}, Python {info['python']}, {info['versions']}"
+    )
     admin = psycopg.connect(args.admin_url, autocommit=True)
     results: dict[str, Any] = {}
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -685,16 +796,31 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    noisy = [
+        f"{key} drain {d['procs']}x{d['concurrency']} ({d['background_cpu_pct']}%)"
+        for key, res in results.items()
+        for d in res.get("drains", [])
+        if d.get("background_cpu_pct", 0) > args.quiet_pct
+    ] + [
+        f"{key} latency ({res['latency']['background_cpu_pct']}%)"
+        for key, res in results.items()
+        if res.get("latency", {}).get("background_cpu_pct", 0) > args.quiet_pct
+    ]
+    if noisy:
+        log("WARNING: other work was running during: " + ", ".join(noisy))
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "phases_with_background_load": noisy,
         "machine": info,
         "parameters": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "results": results,
         "targets": targets(results),
         "duration_s": round(time.time() - t_start, 1),
     }
-    out = Path(args.out) if args.out else HERE / (
-        f"results-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else HERE / (f"results-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
     )
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -713,7 +839,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"| {res['name']} | {res.get('enqueue_bulk_jobs_per_s', 0):,.0f} "
             f"| {res.get('enqueue_single_jobs_per_s', 0):,.0f} "
-            f"| {res.get('drain_1p_jobs_per_s') or 0:,.0f} | {res.get('drain_2p_jobs_per_s') or 0:,.0f} "
+            f"| {res.get('drain_1p_jobs_per_s') or 0:,.0f} "
+            f"| {res.get('drain_2p_jobs_per_s') or 0:,.0f} "
             f"| {lat.get('p50_ms')} / {lat.get('p95_ms')} / {lat.get('p99_ms')} |"
         )
     print("\ntargets:", json.dumps(report["targets"], indent=2))

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pq_app import app  # noqa: E402
+from pq_app import app
 
 
 def main() -> None:

@@ -154,7 +154,7 @@ class Worker:
             if cfg.burst and not claimed and self._idle():
                 self.log.info("burst mode: nothing due, exiting")
                 return
-            if self._free_slots() == 0:
+            if self._free_slots() == 0 or (cfg.burst and not claimed):
                 self._slot_freed.wait(cfg.poll_seconds)
                 self._slot_freed.clear()
             elif not claimed:

@@ -192,7 +192,7 @@ class SqliteJobStore(SqlJobStore):
             if remaining <= 0:
                 return False
             with self._wakeup_cond:
-                if self._wakeup_cond.wait(min(0.02, remaining)):
+                if self._wakeup_cond.wait(min(0.005, remaining)):
                     return True
             if watcher.execute("PRAGMA data_version").fetchone()[0] != start:
                 return True

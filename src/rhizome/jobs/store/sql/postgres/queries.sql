@@ -16,23 +16,26 @@ ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL
          OR (status = 'failed' AND next_retry_at IS NOT NULL)) DO NOTHING
 RETURNING *;
 
--- name: insert_jobs_bulk
-INSERT INTO background_jobs (
-    id, job_type, user_id, entity_type, entity_id, priority, input_data, max_retries, run_at,
-    progress
+-- name: insert_jobs
+WITH ins AS (
+    INSERT INTO background_jobs (
+        id, job_type, user_id, entity_type, entity_id, priority, input_data, max_retries, run_at,
+        progress
+    )
+    SELECT d.id, d.job_type, d.user_id, d.entity_type, d.entity_id, d.priority, d.input_data,
+           d.max_retries, COALESCE(d.run_at, now()), d.progress
+    FROM unnest(
+        %(ids)s::uuid[], %(job_types)s::text[], %(user_ids)s::text[], %(entity_types)s::text[],
+        %(entity_ids)s::text[], %(priorities)s::int[], %(inputs)s::jsonb[], %(max_retries)s::int[],
+        %(run_ats)s::timestamptz[], %(progresses)s::jsonb[]
+    ) AS d(id, job_type, user_id, entity_type, entity_id, priority, input_data, max_retries,
+           run_at, progress)
+    RETURNING *
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, message)
+    SELECT id, NULL, 'pending', 'created' FROM ins
 )
-SELECT d.id, d.job_type, d.user_id, d.entity_type, d.entity_id, d.priority, d.input_data,
-       d.max_retries, COALESCE(d.run_at, now()), d.progress
-FROM unnest(
-    %(ids)s::uuid[], %(job_types)s::text[], %(user_ids)s::text[], %(entity_types)s::text[],
-    %(entity_ids)s::text[], %(priorities)s::int[], %(inputs)s::jsonb[], %(max_retries)s::int[],
-    %(run_ats)s::timestamptz[], %(progresses)s::jsonb[]
-) AS d(id, job_type, user_id, entity_type, entity_id, priority, input_data, max_retries, run_at,
-       progress);
-
--- name: insert_created_events
-INSERT INTO job_events (job_id, from_status, to_status, message)
-SELECT unnest(%(ids)s::uuid[]), NULL, 'pending', 'created';
+SELECT * FROM ins;
 
 -- name: find_unfinished_by_dedupe
 SELECT * FROM background_jobs
@@ -79,8 +82,8 @@ WITH due_pending AS (
     SELECT id, status, priority, created_at FROM background_jobs
     WHERE status = 'pending' AND run_at <= now()
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
-      AND NOT EXISTS (SELECT 1 FROM queue_controls q
-                      WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
+      AND job_type NOT IN (SELECT q.job_type FROM queue_controls q WHERE q.paused)
+      AND NOT EXISTS (SELECT 1 FROM queue_controls q WHERE q.paused AND q.job_type = '*')
     ORDER BY priority DESC, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -88,8 +91,8 @@ WITH due_pending AS (
     SELECT id, status, priority, created_at FROM background_jobs
     WHERE status = 'processing' AND lease_expires_at < now()
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
-      AND NOT EXISTS (SELECT 1 FROM queue_controls q
-                      WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
+      AND job_type NOT IN (SELECT q.job_type FROM queue_controls q WHERE q.paused)
+      AND NOT EXISTS (SELECT 1 FROM queue_controls q WHERE q.paused AND q.job_type = '*')
     ORDER BY priority DESC, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
