@@ -220,8 +220,7 @@ def _processing_registered(server: LiveServer) -> bool:
 def test_upload_corpus_document_pause_resume_and_chunks(
     page: Any, live_server: LiveServer, shots: Path
 ) -> None:
-    if not _processing_registered(live_server):
-        pytest.skip("the server has no process_document job type yet")
+    assert _processing_registered(live_server)
     source = CORPUS / "epub" / "childrens-literature.epub"  # several embedding batches
     page.goto("/")
     page.set_input_files("#file-input", str(source))

@@ -66,6 +66,5 @@ def tiny_epub(chapters: int = 3) -> bytes:
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"corpus not found at {CORPUS}")
+    assert CORPUS.is_dir(), f"corpus not found at {CORPUS} (the checkout needs ../shared)"
     return CORPUS
