@@ -260,3 +260,25 @@ def test_empty_and_oversized_uploads_are_refused(store: SqlJobStore, storage: Lo
     with pytest.raises(InvalidInputError, match="limit"):
         add_bytes(store, storage, b"x" * 2000, filename="big.txt", max_bytes=1000)
     assert Library(store).list_documents("local") == []
+
+
+def test_deleting_a_document_while_it_is_processed(
+    store: SqlJobStore, storage: LocalStorage
+) -> None:
+    """The running job is cancelled and stops before the folder goes; nothing of the
+    document is left afterwards, and nothing reappears."""
+    from rhizome.library.admin import delete_document
+    from tests.helpers import Background, wait_for
+
+    added = _add(store, storage, CORPUS / "epub" / "childrens-literature.epub")
+    folder = added.document.storage_folder
+    with Background(make_worker(store, storage)):
+        wait_for(lambda: store.get(added.job.id).stage == "embed", timeout=120, what="embed")
+        delete_document(store, storage, added.document.id, "local")
+        assert storage.list(folder) == []
+        time.sleep(1.5)  # a job that had not stopped would write again by now
+        assert storage.list(folder) == []
+    assert Library(store).list_documents("local") == []
+    assert store.list_jobs(limit=10) == []
+    messages = [e.message or "" for e in store.events(added.job.id)]
+    assert any("deleted" in m for m in messages)

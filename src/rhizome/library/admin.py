@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from rhizome.jobs.admin import ORPHAN_HOOKS, RESET_HOOKS, Admin
 from rhizome.jobs.errors import RhizomeError
-from rhizome.jobs.model import JobStatus
+from rhizome.jobs.model import Job, JobStatus
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library.model import Document
 from rhizome.library.repo import Library
@@ -17,23 +20,50 @@ ACTIVE = [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PAUSED, JobStatus.F
 
 
 def delete_document(
-    store: SqlJobStore, storage: Storage, document_id: str, user_id: str
+    store: SqlJobStore,
+    storage: Storage,
+    document_id: str,
+    user_id: str,
+    *,
+    wait_seconds: float = 15.0,
 ) -> Document:
-    """Delete a document with its chunks, connections, stored files, and its jobs (active
-    ones are cancelled first; running ones lose ownership and stop at their next write)."""
+    """Delete a document with its chunks, connections, stored files, and its jobs.
+
+    Running jobs of the document are asked to cancel first and given up to
+    ``wait_seconds`` to stop at their next safe point or progress write, so none of them
+    writes into the folder after it is gone. (If one does not stop in time it loses its
+    job row and stops at its next write; fix-orphans cleans what it may leave.)"""
     library = Library(store)
     doc = library.get_document(document_id, user_id)
     admin = Admin(store, storage, user_id=user_id)
-    jobs = [
-        j
-        for j in store.list_jobs(user_id=user_id, limit=100000)
-        if j.entity_type == "document" and j.entity_id == doc.id
+
+    def of_document() -> list[Job]:
+        return [
+            j
+            for j in store.list_jobs(user_id=user_id, limit=100000)
+            if j.entity_type == "document" and j.entity_id == doc.id
+        ]
+
+    now = datetime.now(UTC)
+    running = [  # with a live lease: a worker is there to honour the cancel
+        j.id
+        for j in of_document()
+        if j.status is JobStatus.PROCESSING and j.lease_expires_at and j.lease_expires_at > now
     ]
-    for job in jobs:
-        try:
+    for job_id in running:
+        with contextlib.suppress(RhizomeError):
+            admin.cancel(job_id)
+    deadline = time.monotonic() + wait_seconds
+    while running and time.monotonic() < deadline:
+        time.sleep(0.1)
+        running = [
+            j.id
+            for j in store.list_jobs(ids=running, limit=len(running))
+            if j.status is JobStatus.PROCESSING
+        ]
+    for job in of_document():
+        with contextlib.suppress(RhizomeError):
             admin.delete(job.id, reason=f"document {doc.id} deleted")
-        except RhizomeError:
-            continue
     library.delete_document(doc.id, user_id)
     storage.delete_prefix(doc.storage_folder)
     return doc
