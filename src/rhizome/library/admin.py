@@ -38,11 +38,9 @@ def delete_document(
     admin = Admin(store, storage, user_id=user_id)
 
     def of_document() -> list[Job]:
-        return [
-            j
-            for j in store.list_jobs(user_id=user_id, limit=100000)
-            if j.entity_type == "document" and j.entity_id == doc.id
-        ]
+        return store.list_jobs(
+            user_id=user_id, entity_type="document", entity_id=doc.id, limit=100000
+        )
 
     now = datetime.now(UTC)
     running = [  # with a live lease: a worker is there to honour the cancel

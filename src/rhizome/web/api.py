@@ -77,18 +77,7 @@ def _run_at(value: datetime | None) -> datetime | None:
 Text = Annotated[str, AfterValidator(_text)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_obj)]
 JobTypeName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*$")]
-StatusName = Literal[
-    "active",
-    "pending",
-    "processing",
-    "pausing",
-    "paused",
-    "retrying",
-    "failed",
-    "cancelling",
-    "cancelled",
-    "completed",
-]
+StatusName = display.StatusFilter
 
 
 class _Model(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from markupsafe import Markup
 
@@ -74,7 +74,7 @@ def _humanize(name: str) -> str:
 
 # --- statuses -----------------------------------------------------------------------------
 
-STATUS_FILTERS: tuple[str, ...] = (
+StatusFilter = Literal[
     "active",
     "pending",
     "processing",
@@ -85,7 +85,8 @@ STATUS_FILTERS: tuple[str, ...] = (
     "cancelling",
     "cancelled",
     "completed",
-)
+]
+STATUS_FILTERS: tuple[str, ...] = get_args(StatusFilter)
 """Values accepted by the status filter: the six stored statuses plus derived ones."""
 
 STATUS_TEXT: dict[str, str] = {

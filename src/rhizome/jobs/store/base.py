@@ -213,6 +213,8 @@ class SqlJobStore(ABC):
         stage: str | None = None,
         ids: Sequence[str] | None = None,
         user_id: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Job]:
@@ -222,6 +224,8 @@ class SqlJobStore(ABC):
             "stage": stage,
             "ids": [_check_id(i) for i in ids] if ids is not None else None,
             "user_id": user_id,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
             "limit": limit,
             "offset": offset,
         }

@@ -63,6 +63,8 @@ WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
   AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
   AND (%(stage)s::text IS NULL OR progress->>'stage' = %(stage)s)
   AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+  AND (%(entity_type)s::text IS NULL OR entity_type = %(entity_type)s)
+  AND (%(entity_id)s::text IS NULL OR entity_id = %(entity_id)s)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 

@@ -42,6 +42,8 @@ WHERE (:user_id IS NULL OR user_id = :user_id)
   AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
   AND (:stage IS NULL OR progress ->> 'stage' = :stage)
   AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+  AND (:entity_type IS NULL OR entity_type = :entity_type)
+  AND (:entity_id IS NULL OR entity_id = :entity_id)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
