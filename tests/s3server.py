@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from rhizome.jobs.errors import StorageError
+from rhizome.errors import StorageError
 from rhizome.storage.s3 import S3Storage
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from rhizome.app import App
 from rhizome.config import load_settings
+from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Selection
 from rhizome.jobs.client import enqueue
-from rhizome.jobs.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.model import Job, JobStatus
 from rhizome.logs import setup_logging
 

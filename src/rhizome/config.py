@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
-from rhizome.jobs.errors import ConfigError
+from rhizome.errors import ConfigError
 
 
 class Settings(BaseSettings):

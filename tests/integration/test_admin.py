@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from rhizome.errors import IllegalTransitionError, InvalidInputError, JobNotFoundError
 from rhizome.jobs.admin import Admin, Selection
-from rhizome.jobs.errors import IllegalTransitionError, InvalidInputError, JobNotFoundError
 from rhizome.jobs.model import ErrorType, JobStatus, NewJob
 from rhizome.jobs.store import SqlJobStore
 from rhizome.storage import LocalStorage

@@ -253,7 +253,7 @@ def test_bad_inputs_fail_cleanly_and_the_worker_survives(
 
 
 def test_empty_and_oversized_uploads_are_refused(store: SqlJobStore, storage: LocalStorage) -> None:
-    from rhizome.jobs.errors import InvalidInputError
+    from rhizome.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="empty"):
         add_bytes(store, storage, b"", filename="empty.pdf")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 from rhizome.pipeline.chunk import Chunk, chunk_markdown, count_words
 from rhizome.pipeline.clean import clean
 from rhizome.pipeline.extract import Extracted, extract

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from rhizome.errors import ConfigError, InvalidKeyError, StorageError
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.context import JobContext, checkpoint_key
-from rhizome.jobs.errors import ConfigError, InvalidKeyError, StorageError
 from rhizome.jobs.model import NewJob
 from rhizome.jobs.registry import registry
 from rhizome.jobs.store import SqlJobStore, open_store

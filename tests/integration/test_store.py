@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from rhizome.jobs.errors import IllegalTransitionError, JobLostError, JobNotFoundError
+from rhizome.errors import IllegalTransitionError, JobLostError, JobNotFoundError
 from rhizome.jobs.model import Control, ErrorType, Job, JobStatus, NewJob
 from rhizome.jobs.store import SqlJobStore
 

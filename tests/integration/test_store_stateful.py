@@ -26,7 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from rhizome.jobs.errors import IllegalTransitionError
+from rhizome.errors import IllegalTransitionError
 from rhizome.jobs.model import Control, ErrorType, JobStatus, NewJob
 from rhizome.jobs.store import SqlJobStore, open_store
 

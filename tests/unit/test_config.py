@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rhizome.config import Settings, load_settings
-from rhizome.jobs.errors import ConfigError
+from rhizome.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

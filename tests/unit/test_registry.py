@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
+from rhizome.errors import InvalidInputError, UnknownJobTypeError
 from rhizome.handlers import load_builtin_handlers
-from rhizome.jobs.errors import InvalidInputError, UnknownJobTypeError
 from rhizome.jobs.registry import JobType, Registry, Stage
 
 

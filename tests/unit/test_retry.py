@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rhizome.jobs.errors import (
+from rhizome.errors import (
     InvalidInputError,
     JobError,
     PaywallError,

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
+from rhizome.errors import IllegalTransitionError
 from rhizome.jobs import states
-from rhizome.jobs.errors import IllegalTransitionError
 from rhizome.jobs.model import TERMINAL_STATUSES, JobStatus
 from rhizome.jobs.store.queries import load_queries
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rhizome.jobs.errors import ConfigError, InvalidKeyError, StorageError
+from rhizome.errors import ConfigError, InvalidKeyError, StorageError
 from rhizome.storage import LocalStorage, open_storage, validate_key
 
 BAD_KEYS = [

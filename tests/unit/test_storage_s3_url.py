@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rhizome.jobs.errors import ConfigError, InvalidKeyError
+from rhizome.errors import ConfigError, InvalidKeyError
 from rhizome.storage import S3Storage, open_storage
 from rhizome.storage.s3 import parse_s3_url
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from rhizome.app import App
 from rhizome.config import Settings
-from rhizome.jobs.errors import ConfigError
+from rhizome.errors import ConfigError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.storage import LocalStorage
 from rhizome.web import create_app

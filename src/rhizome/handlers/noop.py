@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rhizome.errors import InvalidInputError, PaywallError, PermanentError, TransientError
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.errors import InvalidInputError, PaywallError, PermanentError, TransientError
 from rhizome.jobs.registry import Stage, registry
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rhizome.errors import InvalidInputError
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext, JobInterrupted
-from rhizome.jobs.errors import InvalidInputError
 from rhizome.jobs.model import ErrorType
 from rhizome.jobs.registry import Stage, registry
 from rhizome.jobs.retry import classify, user_message

@@ -7,8 +7,7 @@ Public Python API::
     from rhizome.jobs.worker import Worker
 """
 
-from rhizome.jobs.context import JobContext
-from rhizome.jobs.errors import (
+from rhizome.errors import (
     IllegalTransitionError,
     InvalidInputError,
     JobNotFoundError,
@@ -18,6 +17,7 @@ from rhizome.jobs.errors import (
     TransientError,
     UnknownJobTypeError,
 )
+from rhizome.jobs.context import JobContext
 from rhizome.jobs.model import ErrorType, Job, JobEvent, JobStatus, NewJob
 from rhizome.jobs.registry import JobType, Stage, registry
 

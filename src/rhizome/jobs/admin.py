@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.context import delete_checkpoints
-from rhizome.jobs.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.model import Job, JobStatus
 from rhizome.jobs.store.base import SqlJobStore
 from rhizome.storage import Storage

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rhizome.jobs.errors import JobLostError
+from rhizome.errors import JobLostError
 from rhizome.jobs.model import Control, Job
 from rhizome.jobs.registry import Stage
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from rhizome.jobs.errors import RhizomeError
+from rhizome.errors import RhizomeError
 from rhizome.jobs.model import Job, JobEvent, parse_time
 from rhizome.jobs.store.base import SqlJobStore
 

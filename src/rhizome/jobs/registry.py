@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from rhizome.jobs.errors import InvalidInputError, UnknownJobTypeError
+from rhizome.errors import InvalidInputError, UnknownJobTypeError
 
 if TYPE_CHECKING:
     from rhizome.jobs.context import JobContext

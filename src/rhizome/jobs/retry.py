@@ -1,6 +1,6 @@
 """Error classification and the retry/backoff policy.
 
-Handlers raise typed errors (:mod:`rhizome.jobs.errors`); anything else is classified by
+Handlers raise typed errors (:mod:`rhizome.errors`); anything else is classified by
 rules on the exception type and message. Each class has a policy: only ``transient``
 errors retry automatically, with exponential backoff and jitter.
 """
@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rhizome.jobs.errors import JobError, RhizomeError
+from rhizome.errors import JobError, RhizomeError
 from rhizome.jobs.model import ErrorType
 
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (

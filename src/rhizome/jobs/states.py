@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rhizome.jobs.errors import IllegalTransitionError
+from rhizome.errors import IllegalTransitionError
 from rhizome.jobs.model import JobStatus
 
 P, R, Z = JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PAUSED

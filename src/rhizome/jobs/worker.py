@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from rhizome.errors import JobError, JobLostError, RhizomeError
 from rhizome.jobs.context import JobContext, JobInterrupted, delete_checkpoints
-from rhizome.jobs.errors import JobError, JobLostError, RhizomeError
 from rhizome.jobs.model import ErrorType, Job
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy, classify, user_message

@@ -8,8 +8,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from rhizome.errors import RhizomeError
 from rhizome.jobs.admin import ORPHAN_HOOKS, RESET_HOOKS, Admin
-from rhizome.jobs.errors import RhizomeError
 from rhizome.jobs.model import Job, JobStatus
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library.model import Document

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from urllib.parse import urlparse
 
+from rhizome.errors import InvalidInputError
 from rhizome.jobs.client import enqueue
-from rhizome.jobs.errors import InvalidInputError
 from rhizome.jobs.model import Job
 from rhizome.jobs.registry import registry
 from rhizome.jobs.store import SqlJobStore

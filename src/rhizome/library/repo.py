@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from rhizome.jobs.errors import RhizomeError
+from rhizome.errors import RhizomeError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.queries import load_queries
 from rhizome.library.model import Chunk, Connection, Document, encode_vector

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from rhizome.jobs.errors import (
+from rhizome.errors import (
     ConfigError,
     InvalidInputError,
     PaywallError,

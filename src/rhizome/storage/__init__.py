@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from rhizome.jobs.errors import ConfigError, InvalidKeyError
+from rhizome.errors import ConfigError, InvalidKeyError
 from rhizome.storage.local import LocalStorage
 from rhizome.storage.s3 import S3Storage
 

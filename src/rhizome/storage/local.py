@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rhizome.jobs.errors import StorageError
+from rhizome.errors import StorageError
 
 
 class LocalStorage:

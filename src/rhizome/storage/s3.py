@@ -28,7 +28,7 @@ import obstore
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import S3Store
 
-from rhizome.jobs.errors import ConfigError, RhizomeError, StorageError
+from rhizome.errors import ConfigError, RhizomeError, StorageError
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config

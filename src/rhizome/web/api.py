@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Admin, Selection
 from rhizome.jobs.client import enqueue
-from rhizome.jobs.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.model import Job
 from rhizome.library import Library
 from rhizome.library.ingest import add_bytes, add_text, add_url, guess_type

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rhizome.jobs.errors import RhizomeError
+from rhizome.errors import RhizomeError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library import Document, Library
 from rhizome.library.admin import delete_document as library_delete_document

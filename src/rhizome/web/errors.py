@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rhizome.jobs.errors import (
+from rhizome.errors import (
     ConfigError,
     DatabaseUnavailableError,
     IllegalTransitionError,

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 
 import rhizome
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 from rhizome.library import Library
 from rhizome.web import display, queries
 from rhizome.web.api import build_filter, document_bundle, latest_jobs

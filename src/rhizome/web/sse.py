@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rhizome.jobs.errors import RhizomeError
+from rhizome.errors import RhizomeError
 from rhizome.jobs.events import Change, ChangeFeed, Subscription
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from rhizome.app import App
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.worker import Worker

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 from rhizome.pipeline.extract import detect_type
 
 from .conftest import tiny_epub

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from rhizome.jobs.errors import (
+from rhizome.errors import (
     ConfigError,
     InvalidInputError,
     PaywallError,
@@ -100,7 +100,7 @@ def test_minilm_embedder_is_cheap_to_construct() -> None:
 def test_importing_embed_does_not_import_torch() -> None:
     code = """
 import json, sys, time
-import numpy, rhizome.jobs.errors  # shared dependencies, loaded by any worker anyway
+import numpy, rhizome.errors  # shared dependencies, loaded by any worker anyway
 t = time.perf_counter()
 import rhizome.pipeline.embed as embed
 own = time.perf_counter() - t

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 from rhizome.pipeline.extract import Extracted, extract, extract_text
 from rhizome.pipeline.extract import epub as epub_module
 

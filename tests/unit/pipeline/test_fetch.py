@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rhizome.jobs.errors import InvalidInputError, TransientError
+from rhizome.errors import InvalidInputError, TransientError
 from rhizome.pipeline.extract import fetch_url
 
 PAGE = b"<html><head><title>Hello</title></head><body><p>Hello there.</p></body></html>"

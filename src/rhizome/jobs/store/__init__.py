@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rhizome.jobs.errors import ConfigError
+from rhizome.errors import ConfigError
 from rhizome.jobs.store.base import SqlJobStore, register_migrations
 
 JobStore = SqlJobStore

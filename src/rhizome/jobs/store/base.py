@@ -16,8 +16,8 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from rhizome.errors import IllegalTransitionError, JobLostError, JobNotFoundError
 from rhizome.jobs import states
-from rhizome.jobs.errors import IllegalTransitionError, JobLostError, JobNotFoundError
 from rhizome.jobs.model import (
     Control,
     ErrorType,

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from rhizome.jobs.errors import DatabaseUnavailableError
+from rhizome.errors import DatabaseUnavailableError
 from rhizome.jobs.model import Control, Job
 from rhizome.jobs.store.base import Row, SqlJobStore, Tx
 from rhizome.jobs.store.queries import Migration

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rhizome.jobs.errors import DatabaseUnavailableError
+from rhizome.errors import DatabaseUnavailableError
 from rhizome.jobs.model import Control, Job
 from rhizome.jobs.store.base import Row, SqlJobStore, Tx
 from rhizome.jobs.store.queries import Migration

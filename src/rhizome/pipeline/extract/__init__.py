@@ -6,17 +6,17 @@
     extracted = extract(data, filename="book.epub")           # or content_type=..., url=...
     extracted = extract_text(pasted, title="My note")         # pasted text
 
-Every problem with the input raises :class:`~rhizome.jobs.errors.InvalidInputError` (never
+Every problem with the input raises :class:`~rhizome.errors.InvalidInputError` (never
 retried) whose ``message`` says what is wrong and ``hint`` what to do: empty, too large,
 binary junk or an unsupported format, encrypted, damaged or truncated files, zip bombs.
-Network trouble while fetching raises :class:`~rhizome.jobs.errors.TransientError`.
+Network trouble while fetching raises :class:`~rhizome.errors.TransientError`.
 
 The extractor modules (pypdfium2, trafilatura, markdownify) are imported on first use.
 """
 
 from __future__ import annotations
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 
 from .base import PAGE_BREAK, Extracted, ProgressFn, human_size
 from .detect import SUPPORTED, SUPPORTED_HINT, detect_type

@@ -11,7 +11,7 @@ import posixpath
 import re
 import zipfile
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 
 from .text import decode_text
 

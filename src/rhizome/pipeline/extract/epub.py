@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 
 from .base import Extracted, ProgressFn, tidy_title
 from .markup import Converter, xhtml_to_markdown

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rhizome.jobs.errors import InvalidInputError, TransientError
+from rhizome.errors import InvalidInputError, TransientError
 
 from .base import human_size
 

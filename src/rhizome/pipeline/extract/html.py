@@ -11,7 +11,7 @@ from typing import Any
 from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 from bs4.element import Tag
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 
 from .base import Extracted, tidy_title
 from .markup import Converter, prepare_body

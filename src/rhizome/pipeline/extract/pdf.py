@@ -23,7 +23,7 @@ from typing import Any
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pypdfium2.raw as pdfium_c  # type: ignore[import-untyped]
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 
 from .base import PAGE_BREAK, Extracted, ProgressFn, tidy_title
 

@@ -6,7 +6,7 @@ import codecs
 import re
 from typing import Any
 
-from rhizome.jobs.errors import InvalidInputError
+from rhizome.errors import InvalidInputError
 
 from .base import Extracted, tidy_title
 
