@@ -17,9 +17,17 @@ from tests.conftest import cli_env, run_cli
 from tests.helpers import PauseAfterPuts, make_worker, noop_digest, noop_units
 
 STAGES, UNITS = 3, 2
+SAFE_POINTS = STAGES * (UNITS + 1)
+"""A checkpoint after each unit (the stage's cursor) and one when each stage is done."""
 
 
-@pytest.mark.parametrize("k", range(1, STAGES * UNITS))
+def units_done_at(k: int) -> tuple[int, int]:
+    """(stage, units of the whole job done) at the k-th safe point."""
+    stage, position = divmod(k - 1, UNITS + 1)
+    return stage + 1, stage * UNITS + min(position + 1, UNITS)
+
+
+@pytest.mark.parametrize("k", range(1, SAFE_POINTS + 1))
 def test_pause_at_each_safe_point_and_resume_in_another_process(
     store: SqlJobStore, db_url: str, tmp_path: Path, k: int
 ) -> None:
@@ -29,7 +37,7 @@ def test_pause_at_each_safe_point_and_resume_in_another_process(
 
     paused = store.get(job.id)
     assert paused.status is JobStatus.PAUSED
-    stage_of_k = (k - 1) // UNITS + 1
+    stage_of_k, done_units = units_done_at(k)
     assert paused.last_checkpoint_stage == f"step-{stage_of_k}"
     assert paused.pause_reason == f"pause at safe point {k}"
 
@@ -43,7 +51,9 @@ def test_pause_at_each_safe_point_and_resume_in_another_process(
     assert done.resume_count == 1
     assert done.output_data is not None
     assert done.output_data["digest"] == noop_digest(STAGES, UNITS)
-    assert done.output_data["executed"] == noop_units(STAGES, UNITS)[k:]
+    assert done.output_data["executed"] == noop_units(STAGES, UNITS)[done_units:]
+    messages = [e.message or "" for e in store.events(job.id)]
+    assert sum(m.startswith("resumed from checkpoint") for m in messages) == 1
     assert LocalStorage(root).list("jobs/") == []  # checkpoints removed on completion
 
 

@@ -249,6 +249,10 @@ def job_store(tmp_path: Path) -> Iterator[SqlJobStore]:
         store.close()
 
 
+def _stop() -> None:
+    raise RuntimeError("stop here")
+
+
 def _context(store: SqlJobStore, storage: Storage, job_id: str) -> JobContext:
     job = store.get(job_id)
     job_type = registry.get(job.job_type)
@@ -278,10 +282,17 @@ def test_checkpoint_resume_verifies_hash(
     assert claimed.id == job.id
 
     ctx = _context(job_store, backend, job.id)
-    ctx.stage("step-1")
     data = {"cursor": 7, "done": ["a", "b"], "text": "Grüße, 世界"}
-    saved = ctx.checkpoint("step-1", data)
-    assert saved.path == checkpoint_key(claimed, "step-1") == f"jobs/{job.id}/stage-step-1.json"
+
+    def step() -> None:
+        ctx.cursor("unit", start=None).save(data)
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        ctx.run_stage("step-1", lambda: (step(), _stop()))
+    saved = ctx.resume_point()
+    assert saved is not None
+    assert saved.path == checkpoint_key(claimed, "step-1", saved.sha256)
+    assert saved.path.startswith(f"jobs/{job.id}/stage-step-1.")
     assert backend.exists(saved.path)
     assert backend.list(f"jobs/{job.id}") == [saved.path]
 
@@ -295,7 +306,11 @@ def test_checkpoint_resume_verifies_hash(
     messages = [e.message or "" for e in job_store.events(job.id)]
     if expected is None:
         assert point is not None
-        assert (point.stage, point.data, point.sha256) == ("step-1", data, saved.sha256)
+        assert (point.stage, point.sha256) == ("step-1", saved.sha256)
+        assert point.data["cursors"] == [["unit", data]]
+        seen: list[object] = []
+        resumed.run_stage("step-1", lambda: seen.append(resumed.cursor("unit", start=None).value))
+        assert seen == [data]
         assert not any("starting fresh" in m for m in messages)
         return
     assert point is None

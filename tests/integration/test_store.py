@@ -598,7 +598,7 @@ def test_resume_from_checkpoint(store: SqlJobStore) -> None:
     assert got.checkpoint_hash == "1" * 64
     assert got.progress["checkpoint"] == {"stage": "a"}
     assert transitions(store, job.id)[-1] == ("paused", "pending")
-    assert store.events(job.id)[-1].message == "resumed from checkpoint"
+    assert store.events(job.id)[-1].message == "resumed"
     again = claim_one(store, W2)
     assert again.id == job.id and again.attempt == 2 and again.last_checkpoint_stage == "a"
     store.request_pause(job.id)

@@ -1,42 +1,162 @@
 """Shared by ``detect_connections`` and ``reprocess_connections``: run the connection
-engines for one document against the rest of the user's library and store the result."""
+engines for one document against the rest of the user's library.
+
+Detection is split into engines and, inside each engine, into batches of the document's
+chunks: every batch is a checkpoint (``ctx.cursor``), so a pause or a crash loses at most
+one batch and never a finished engine. The engines are pure functions; results go to the
+database only in the save step.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+from rhizome.jobs.context import JobContext
 from rhizome.library.repo import Library
-from rhizome.pipeline.connect import ChunkView, Weights, detect_connections
+from rhizome.pipeline.connect import (
+    ENGINES,
+    ChunkView,
+    ConceptIndex,
+    VectorIndex,
+    Weights,
+    build_index,
+    combine,
+    concept_index_for,
+    contradiction_engine,
+    semantic_engine,
+    thematic_engine,
+)
+from rhizome.pipeline.connect.model import unique_chunks
+
+ENGINE_BATCH = 64
+"""Source chunks per checkpoint inside an engine."""
+
+ENGINE_LABELS = {
+    "semantic": "Semantic similarity",
+    "contradiction": "Contradictions",
+    "thematic": "Thematic bridges",
+}
 
 
-def find_for_document(
-    library: Library,
-    document_id: str,
-    user_id: str,
+@dataclass
+class Detection:
+    """One document's chunks against the rest of the user's library, loaded once per run."""
+
+    library: Library
+    document_id: str
+    user_id: str
+    weights: Weights
+
+    @cached_property
+    def _rows(self) -> list[dict[str, Any]]:
+        return self.library.library_chunks(self.user_id)
+
+    @cached_property
+    def new(self) -> list[ChunkView]:
+        return [_view(r) for r in self._rows if r["document_id"] == self.document_id]
+
+    @cached_property
+    def rest(self) -> list[ChunkView]:
+        return [_view(r) for r in self._rows if r["document_id"] != self.document_id]
+
+    @cached_property
+    def pool(self) -> dict[str, ChunkView]:
+        return unique_chunks(self.rest, self.new)
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        return build_index(list(self.pool.values()))
+
+    @cached_property
+    def concepts(self) -> ConceptIndex:
+        return concept_index_for(list(self.pool.values()))
+
+    @property
+    def empty(self) -> bool:
+        return not self.new or not self.rest
+
+    def counts(self) -> dict[str, int]:
+        return {"new_chunks": len(self.new), "library_chunks": len(self.rest)}
+
+    def run_batch(self, engine: str, batch: Sequence[ChunkView]) -> list[list[Any]]:
+        """One engine over some of the document's chunks (rows as JSON-friendly lists)."""
+        chunks = list(self.pool.values())
+        if engine == "semantic":
+            rows: Sequence[Sequence[Any]] = semantic_engine(batch, self.index)
+        elif engine == "contradiction":
+            rows = contradiction_engine(
+                batch, chunks, index=self.index, concepts_index=self.concepts
+            )
+        else:
+            rows = thematic_engine(batch, chunks, index=self.index, concepts_index=self.concepts)
+        return [list(r) for r in rows]
+
+    def combine(self, found: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+        merged = combine(
+            self.pool,
+            semantic=[(s, t, float(x)) for s, t, x in found.get("semantic", [])],
+            contradiction=[(s, t, float(x), r) for s, t, x, r in found.get("contradiction", [])],
+            thematic=[(s, t, float(x), r) for s, t, x, r in found.get("thematic", [])],
+            new_ids=[c.id for c in self.new],
+            weights=self.weights,
+            concepts_index=self.concepts
+            if self.weights.contradiction > 0 or self.weights.thematic > 0
+            else None,
+        )
+        return [
+            {
+                "source_chunk_id": f.source_chunk_id,
+                "target_chunk_id": f.target_chunk_id,
+                "source_document_id": f.source_document_id,
+                "target_document_id": f.target_document_id,
+                "scores": f.scores,
+                "combined": f.combined,
+                "reason": f.reason,
+            }
+            for f in merged
+        ]
+
+
+def run_engine(
+    ctx: JobContext,
+    detection: Detection,
+    engine: str,
     *,
-    weights: Weights | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """The connections of one document's chunks to the rest of the library."""
-    rows = library.library_chunks(user_id)
-    new = [_view(r) for r in rows if r["document_id"] == document_id]
-    rest = [_view(r) for r in rows if r["document_id"] != document_id]
-    if not new or not rest:
+    batch: int = ENGINE_BATCH,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[list[Any]]:
+    """Run ``engine`` over the document's chunks in batches, with a checkpoint after each
+    batch (inside the current stage). Returns the engine's rows."""
+    if detection.weights.of(engine) <= 0 or detection.empty:
         return []
-    found = detect_connections(new, rest, weights=weights or Weights(), progress=progress)
-    return [
-        {
-            "source_chunk_id": f.source_chunk_id,
-            "target_chunk_id": f.target_chunk_id,
-            "source_document_id": f.source_document_id,
-            "target_document_id": f.target_document_id,
-            "scores": f.scores,
-            "combined": f.combined,
-            "reason": f.reason,
-        }
-        for f in found
-    ]
+    cursor = ctx.cursor(f"{engine}-chunks", start={"next": 0, "found": []})
+    done, found = int(cursor.value["next"]), list(cursor.value["found"])
+    total = len(detection.new)
+    while done < total:
+        part = detection.new[done : done + batch]
+        found.extend(detection.run_batch(engine, part))
+        done += len(part)
+        if on_batch is not None:
+            on_batch(done, total)
+        cursor.save({"next": done, "found": found})
+    return found
+
+
+def find_all(
+    ctx: JobContext, detection: Detection, on_batch: Callable[[str, int, int], None]
+) -> list[dict[str, Any]]:
+    """All engines inside one stage (for jobs that detect for many documents)."""
+    found: dict[str, list[list[Any]]] = {}
+    for engine in ENGINES:
+
+        def report(done: int, total: int, engine: str = engine) -> None:
+            on_batch(engine, done, total)
+
+        found[engine] = run_engine(ctx, detection, engine, on_batch=report)
+    return detection.combine(found)
 
 
 def _view(row: dict[str, Any]) -> ChunkView:

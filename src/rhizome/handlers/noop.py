@@ -68,46 +68,43 @@ def noop(ctx: JobContext, data: NoopInput) -> dict[str, Any]:
     """Sleeps through its stages; for tests, benchmarks and health checks."""
     failing = ctx.job.retry_count < data.fail_times
     if failing and not data.fail_after_units:
-        message = f"noop failing on purpose ({ctx.job.retry_count + 1} of {data.fail_times})"
-        if data.error == "crash":
-            raise RuntimeError(message)
-        raise _ERRORS[data.error](message)
-    state: dict[str, Any] = {"stage": 1, "unit": 0, "digest": ""}
-    resumed_from: str | None = None
-    point = ctx.resume_point()
-    if point is not None:
-        state = dict(point.data)
-        resumed_from = f"{point.stage}#{state['unit']}"
+        raise _failure(
+            data, f"noop failing on purpose ({ctx.job.retry_count + 1} of {data.fail_times})"
+        )
     executed: list[str] = []
-    for stage in ctx.stages[state["stage"] - 1 :]:
-        index = int(stage.name.split("-")[1])
-        ctx.stage(stage.name)
-        start_unit = state["unit"] if index == state["stage"] else 0
-        for unit in range(start_unit, data.units):
+
+    def run(stage: Stage, digest: str) -> str:
+        cursor = ctx.cursor("unit", start={"unit": 0, "digest": digest})
+        unit, digest = cursor.value["unit"], cursor.value["digest"]
+        while unit < data.units:
             if data.sleep_ms:
                 time.sleep(data.sleep_ms / 1000)
             label = f"{stage.name}#{unit + 1}"
             executed.append(label)
-            state = {
-                "stage": index if unit + 1 < data.units else index + 1,
-                "unit": unit + 1 if unit + 1 < data.units else 0,
-                "digest": hashlib.sha256((state["digest"] + label).encode()).hexdigest(),
-            }
+            digest = hashlib.sha256((digest + label).encode()).hexdigest()
+            unit += 1
             ctx.progress(
-                fraction=(unit + 1) / data.units,
-                details=f"Unit {unit + 1} of {data.units}",
-                unit=unit + 1,
+                fraction=unit / data.units,
+                details=f"Unit {unit} of {data.units}",
+                unit=unit,
                 units=data.units,
             )
-            ctx.checkpoint(stage.name, state)
+            cursor.save({"unit": unit, "digest": digest})
             if failing and len(executed) == data.fail_after_units:
-                message = f"noop failing on purpose after {len(executed)} unit(s)"
-                raise (
-                    RuntimeError(message) if data.error == "crash" else _ERRORS[data.error](message)
-                )
+                raise _failure(data, f"noop failing on purpose after {len(executed)} unit(s)")
+        return digest
+
+    digest = ""
+    for stage in ctx.stages:
+        digest = ctx.run_stage(stage.name, run, stage, digest)
+    point = ctx.resumed_from
     return {
         "units_total": data.stages * data.units,
-        "digest": state["digest"],
+        "digest": digest,
         "executed": executed,
-        "resumed_from": resumed_from,
+        "resumed_from": point.stage if point is not None else None,
     }
+
+
+def _failure(data: NoopInput, message: str) -> Exception:
+    return RuntimeError(message) if data.error == "crash" else _ERRORS[data.error](message)

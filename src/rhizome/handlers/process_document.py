@@ -36,8 +36,9 @@ STAGES = (
     Stage("save", "Saving", 92, 98, pause_safe=False),
     Stage("finalize", "Finalizing", 98, 100, pause_safe=False),
 )
-ORDER = [s.name for s in STAGES]
-EMBED_BATCH = 64
+EMBED_BATCH = 16
+"""Chunks per embedding batch: each batch ends with a checkpoint and a safe point, so a
+pause waits for at most one batch (a fraction of a second on 2 cores)."""
 
 
 class ProcessInput(BaseModel):
@@ -68,99 +69,99 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     folder = doc.storage_folder
     library.update_document(doc.id, user, status="processing", clear_error=True)
 
-    point = ctx.resume_point()
-    state: dict[str, Any] = dict(point.data) if point else {}
-    start = ORDER.index(state["next"]) if state.get("next") else 0
-
-    try:
-        if start <= ORDER.index("extract"):
-            ctx.stage("extract")
-            state = _extract(ctx, data, folder)
-            state["next"] = "clean"
-            ctx.checkpoint("extract", state)
-
-        if start <= ORDER.index("clean"):
-            ctx.stage("clean")
-            content = clean(state.pop("markdown"))
-            if not content.strip():
-                raise InvalidInputError(
-                    "No text could be extracted from this document.",
-                    "If it is a scanned PDF, run it through OCR first.",
-                )
-            key = f"{folder}/content.md"
-            ctx.storage.put(key, content.encode("utf-8"))
-            state.update(
-                content_key=key,
-                content_sha256=hashlib.sha256(content.encode("utf-8")).hexdigest(),
-                word_count=len(content.split()),
-                next="chunk",
+    def clean_stage() -> dict[str, Any]:
+        content = clean(ctx.stage_result("extract")["markdown"])
+        if not content.strip():
+            raise InvalidInputError(
+                "No text could be extracted from this document.",
+                "If it is a scanned PDF, run it through OCR first.",
             )
-            ctx.checkpoint("clean", state)
+        key = f"{folder}/content.md"
+        ctx.storage.put(key, content.encode("utf-8"))
+        return {
+            "content_key": key,
+            "content_sha256": hashlib.sha256(content.encode("utf-8")).hexdigest(),
+            "word_count": len(content.split()),
+        }
 
-        content = _content(ctx, state)
-        if start <= ORDER.index("chunk"):
-            ctx.stage("chunk")
-            pieces = chunk_markdown(
-                content, max_words=data.max_words, overlap_words=data.overlap_words
-            )
-            stored = library.replace_chunks(
-                doc.id,
-                user,
-                [
-                    {
-                        "index": p.index,
-                        "text": p.text,
-                        "start": p.start,
-                        "end": p.end,
-                        "token_count": p.token_count,
-                        "heading_path": p.heading_path,
-                    }
-                    for p in pieces
-                ],
-            )
-            state.update(chunk_count=len(stored), embedded=0, next="embed")
-            ctx.progress(fraction=1.0, details=f"{len(stored):,} chunks", force=True)
-            ctx.checkpoint("chunk", state)
-
-        if start <= ORDER.index("embed"):
-            ctx.stage("embed")
-            chunks = library.list_chunks(doc.id, user)
-            total = len(chunks)
-            embedder = get_embedder()
-            done = int(state.get("embedded", 0))
-            while done < total:
-                batch = chunks[done : done + EMBED_BATCH]
-                vectors = embedder.embed([c.text for c in batch])
-                library.set_embeddings(user, [c.id for c in batch], vectors)
-                done += len(batch)
-                ctx.progress(
-                    fraction=done / total,
-                    details=f"Embedding chunk {done:,} of {total:,}",
-                    embedded=done,
-                    total=total,
-                )
-                state.update(embedded=done, embedder=embedder.name, next="embed")
-                ctx.checkpoint("embed", state)
-            state["next"] = "save"
-
-        ctx.stage("save")
-        chunks = library.list_chunks(doc.id, user)
-        _save_outputs(ctx, folder, doc.id, state, chunks)
-        library.update_document(
+    def chunk_stage() -> dict[str, Any]:
+        pieces = chunk_markdown(
+            _content(ctx, ctx.stage_result("clean")),
+            max_words=data.max_words,
+            overlap_words=data.overlap_words,
+        )
+        stored = library.replace_chunks(
             doc.id,
             user,
-            status="ready",
-            title=None if doc.metadata.get("title_given") else state.get("title"),
-            author=state.get("author"),
-            word_count=state.get("word_count"),
-            page_count=state.get("page_count"),
-            chunk_count=len(chunks),
-            metadata={"source_type": state.get("source_type")},
+            [
+                {
+                    "index": p.index,
+                    "text": p.text,
+                    "start": p.start,
+                    "end": p.end,
+                    "token_count": p.token_count,
+                    "heading_path": p.heading_path,
+                }
+                for p in pieces
+            ],
         )
+        ctx.progress(fraction=1.0, details=f"{len(stored):,} chunks", force=True)
+        return {"chunk_count": len(stored)}
 
-        ctx.stage("finalize")
-        follow_up = None
-        if data.detect_connections and chunks:
+    def embed_stage() -> dict[str, Any]:
+        chunks = library.list_chunks(doc.id, user)
+        total = len(chunks)
+        embedder = get_embedder()
+        cursor = ctx.cursor("embedded", start=0)
+        if cursor.value:
+            ctx.progress(
+                fraction=cursor.value / max(total, 1),
+                details=f"Embedding chunk {cursor.value:,} of {total:,}",
+                force=True,
+            )
+        for start in cursor.range(total, step=EMBED_BATCH):
+            batch = chunks[start : start + EMBED_BATCH]
+            vectors = embedder.embed([c.text for c in batch])
+            library.set_embeddings(user, [c.id for c in batch], vectors)
+            done = start + len(batch)
+            ctx.progress(
+                fraction=done / total,
+                details=f"Embedding chunk {done:,} of {total:,}",
+                embedded=done,
+                total=total,
+            )
+        return {"embedder": embedder.name}
+
+    try:
+        extracted = ctx.run_stage("extract", _extract, ctx, data, folder)
+        cleaned = ctx.run_stage("clean", clean_stage)
+        ctx.discard("extract", "markdown")  # it is in content.md now
+        ctx.run_stage("chunk", chunk_stage)
+        embedded = ctx.run_stage("embed", embed_stage)
+        meta = {**extracted, **cleaned, **embedded}
+        meta.pop("markdown", None)
+
+        def save_stage() -> int:
+            chunks = library.list_chunks(doc.id, user)
+            _save_outputs(ctx, folder, doc.id, meta, chunks)
+            library.update_document(
+                doc.id,
+                user,
+                status="ready",
+                title=None if doc.metadata.get("title_given") else meta.get("title"),
+                author=meta.get("author"),
+                word_count=meta.get("word_count"),
+                page_count=meta.get("page_count"),
+                chunk_count=len(chunks),
+                metadata={"source_type": meta.get("source_type")},
+            )
+            return len(chunks)
+
+        chunk_count = ctx.run_stage("save", save_stage)
+
+        def finalize_stage() -> str | None:
+            if not (data.detect_connections and chunk_count):
+                return None
             [job] = enqueue(
                 ctx.store,
                 "detect_connections",
@@ -170,7 +171,9 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
                 entity_id=doc.id,
                 dedupe_key=f"detect_connections:{doc.id}",
             )
-            follow_up = job.id
+            return job.id
+
+        follow_up = ctx.run_stage("finalize", finalize_stage)
     except JobInterrupted as stop:
         if stop.action == "cancel":
             library.update_document(
@@ -186,10 +189,10 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
         raise
     return {
         "document_id": doc.id,
-        "title": state.get("title"),
-        "chunks": len(chunks),
-        "words": state.get("word_count"),
-        "pages": state.get("page_count"),
+        "title": meta.get("title"),
+        "chunks": chunk_count,
+        "words": meta.get("word_count"),
+        "pages": meta.get("page_count"),
         "detect_connections_job": follow_up,
     }
 

@@ -1,5 +1,8 @@
 """``reprocess_connections``: re-run the connection engines for some or all documents.
-Mode ``all`` replaces every connection; ``smart`` keeps the user-validated ones."""
+Mode ``all`` replaces every connection; ``smart`` keeps the user-validated ones.
+
+A checkpoint after each document, and inside a document after each batch of each engine.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from rhizome.handlers.connections_common import find_for_document
+from rhizome.handlers.connections_common import ENGINE_LABELS, Detection, find_all
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
 from rhizome.library.repo import Library
+from rhizome.pipeline.connect import Weights
 
-STAGES = (Stage("documents", "Reprocessing documents", 0, 100),)
+STAGES = (
+    Stage("select", "Selecting documents", 0, 2),
+    Stage("documents", "Reprocessing documents", 2, 100),
+)
 
 
 class ReprocessInput(BaseModel):
@@ -34,22 +41,34 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
     """Re-run connection detection for documents (a checkpoint after each document)."""
     library = Library(ctx.store)
     user = ctx.job.user_id
-    point = ctx.resume_point()
-    if point is not None:
-        ids: list[str] = point.data["ids"]
-        done: int = point.data["done"]
-        total_inserted: int = point.data["inserted"]
-    else:
+
+    def select() -> list[str]:
         if data.document_ids:
-            ids = [library.get_document(d, user).id for d in data.document_ids]
-        else:
-            ids = [d.id for d in library.list_documents(user, status="ready", limit=100000)]
-        done, total_inserted = 0, 0
-    ctx.stage("documents")
+            return [library.get_document(d, user).id for d in data.document_ids]
+        return [d.id for d in library.list_documents(user, status="ready", limit=100000)]
+
+    ids: list[str] = ctx.run_stage("select", select)
     keep = data.mode == "smart"
-    for i in range(done, len(ids)):
-        ctx.progress(fraction=i / max(len(ids), 1), details=f"Document {i + 1:,} of {len(ids):,}")
-        found = find_for_document(library, ids[i], user)
-        total_inserted += library.replace_connections(ids[i], user, found, keep_validated=keep)
-        ctx.checkpoint("documents", {"ids": ids, "done": i + 1, "inserted": total_inserted})
-    return {"mode": data.mode, "documents": len(ids), "connections": total_inserted}
+
+    def documents() -> int:
+        cursor = ctx.cursor("documents", start={"done": 0, "inserted": 0})
+        done, inserted = int(cursor.value["done"]), int(cursor.value["inserted"])
+        while done < len(ids):
+            position = done
+
+            def on_batch(engine: str, chunk: int, total: int, position: int = position) -> None:
+                ctx.progress(
+                    fraction=(position + chunk / max(total, 1) / 3) / max(len(ids), 1),
+                    details=f"Document {position + 1:,} of {len(ids):,} · "
+                    f"{ENGINE_LABELS[engine]}: chunk {chunk:,} of {total:,}",
+                )
+
+            detection = Detection(library, ids[done], user, Weights())
+            found = find_all(ctx, detection, on_batch)
+            inserted += library.replace_connections(ids[done], user, found, keep_validated=keep)
+            done += 1
+            cursor.save({"done": done, "inserted": inserted})
+        return inserted
+
+    total = ctx.run_stage("documents", documents)
+    return {"mode": data.mode, "documents": len(ids), "connections": total}

@@ -1,4 +1,29 @@
-"""The :class:`JobContext` a handler receives: progress, stages, checkpoints, safe points."""
+"""The :class:`JobContext` a handler receives: stages, progress, checkpoints, safe points.
+
+One resume mechanism for every job type. A handler runs its work as stages and, inside a
+long stage, over a cursor::
+
+    def my_job(ctx: JobContext, data: Input) -> dict[str, Any]:
+        text = ctx.run_stage("load", lambda: load(data.path))      # skipped once done
+        def embed() -> int:
+            cur = ctx.cursor("batch", start=0)
+            for start in cur.range(len(text), step=64):            # resumes inside
+                write_batch(text[start : start + 64])              # effects first ...
+            return cur.value                                       # ... then the cursor
+        ctx.run_stage("embed", embed)
+
+* :meth:`run_stage` skips a stage the verified checkpoint says is done (and returns its
+  stored result); otherwise it enters the stage, runs it and checkpoints its result.
+* :meth:`cursor` resumes inside a stage. Its position is checkpointed only **after** the
+  unit's effects are done (the loop body returned), never before, so an interruption can
+  redo the unit in flight but never skip one.
+* Every checkpoint is a *safe point*: a pause (in a pause-safe stage), a cancel or a
+  shutdown stops the job there with :class:`JobInterrupted`.
+
+Checkpoints are written under a new key each time (derived from their hash), recorded on
+the job row, and only then is the previous file removed: a crash at any instant leaves the
+row pointing at a complete file whose SHA-256 matches.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +32,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rhizome.errors import JobLostError
+from rhizome.errors import JobLostError, RhizomeError
 from rhizome.jobs.model import Control, Job
 from rhizome.jobs.registry import Stage
 
@@ -20,11 +45,16 @@ if TYPE_CHECKING:
     from rhizome.jobs.store.base import SqlJobStore
     from rhizome.storage import Storage
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+T = TypeVar("T")
+Item = TypeVar("Item")
 
 
-class JobInterrupted(Exception):
-    """Raised at a safe point to stop the handler: ``pause``, ``cancel`` or ``release``."""
+class JobInterrupted(BaseException):
+    """Raised at a safe point to stop the handler: ``pause``, ``cancel`` or ``release``.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so no handler's ``except Exception``
+    can swallow a pause or a cancel."""
 
     def __init__(self, action: str, reason: str) -> None:
         super().__init__(reason)
@@ -43,6 +73,56 @@ class Checkpoint:
     saved_at: str
 
 
+@dataclass
+class ResumeState:
+    """What a checkpoint holds: the results of finished stages (in order) and the cursors
+    of the stage in progress (outermost first)."""
+
+    done: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    """The stage the cursors belong to."""
+    cursors: list[list[Any]] = field(default_factory=list)
+    """``[name, value]`` pairs in creation order; saving one drops those created after it
+    (cursors nested inside it)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"done": self.done, "stage": self.stage, "cursors": self.cursors}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ResumeState:
+        if not isinstance(data, dict) or not isinstance(data.get("done"), dict):
+            raise ValueError("not a resume state")
+        cursors = data.get("cursors") or []
+        if not isinstance(cursors, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in cursors
+        ):
+            raise ValueError("bad cursors")
+        stage = data.get("stage")
+        return cls(done=dict(data["done"]), stage=stage, cursors=cursors)
+
+    def cursor_value(self, stage: str, name: str) -> tuple[bool, Any]:
+        if self.stage == stage:
+            for saved, value in self.cursors:
+                if saved == name:
+                    return True, value
+        return False, None
+
+    def set_cursor(self, stage: str, name: str, value: Any) -> None:
+        if self.stage != stage:
+            self.stage, self.cursors = stage, []
+        for i, (saved, _) in enumerate(self.cursors):
+            if saved == name:
+                self.cursors[i] = [name, value]
+                del self.cursors[i + 1 :]
+                return
+        self.cursors.append([name, value])
+
+    def finish(self, stage: str, result: Any) -> None:
+        self.done[stage] = result
+        if self.stage == stage:
+            self.stage, self.cursors = None, []
+
+
 def checkpoint_prefix(job: Job) -> str:
     """Where a job's checkpoints live (DESIGN §6)."""
     if job.entity_type == "document" and job.entity_id:
@@ -50,8 +130,15 @@ def checkpoint_prefix(job: Job) -> str:
     return f"jobs/{job.id}/"
 
 
-def checkpoint_key(job: Job, stage: str) -> str:
-    return f"{checkpoint_prefix(job)}stage-{stage}.json"
+def checkpoint_key(job: Job, stage: str, sha256: str) -> str:
+    """A new key for every checkpoint (``stage-<stage>.<hash prefix>.json``), so a write
+    never overwrites the file the job row points at."""
+    return f"{checkpoint_prefix(job)}stage-{stage}.{sha256[:16]}.json"
+
+
+def is_checkpoint_key(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith("stage-") and name.endswith(".json")
 
 
 def delete_checkpoints(storage: Storage, job: Job) -> int:
@@ -61,21 +148,61 @@ def delete_checkpoints(storage: Storage, job: Job) -> int:
         return storage.delete_prefix(prefix)
     removed = 0
     for key in storage.list(prefix):
-        name = key.rsplit("/", 1)[-1]
-        if name.startswith("stage-") and name.endswith(".json"):
+        if is_checkpoint_key(key):
             storage.delete(key)
             removed += 1
     return removed
 
 
+SafePointHook = Callable[["JobContext", str, str], None]
+"""``hook(ctx, stage, phase)``: called with phase ``"before"`` when a checkpoint is about to
+be written (the unit's effects are done) and ``"after"`` once it is durable (storage and
+row), before the safe-point check. The test harness uses it to pause or crash a job at a
+chosen safe point."""
+
+
+class Cursor:
+    """A position inside the current stage that survives pause, crash and takeover.
+
+    ``value`` is where to continue (the saved position when resuming, else ``start``).
+    :meth:`save` checkpoints a new position and is a safe point; :meth:`range` and
+    :meth:`each` save after each loop body returns, i.e. after the unit's effects."""
+
+    def __init__(self, ctx: JobContext, stage: str, name: str, value: Any) -> None:
+        self._ctx = ctx
+        self.stage = stage
+        self.name = name
+        self.value = value
+
+    def save(self, value: Any) -> None:
+        """Record ``value`` as done-up-to (call it after the work it covers is committed)."""
+        self.value = value
+        self._ctx._save_cursor(self.stage, self.name, value)
+
+    def range(self, stop: int, step: int = 1) -> Iterator[int]:
+        """``start, start+step, ...`` below ``stop``, from the saved position; after each
+        body the next position is saved (so the value is the first index not yet done)."""
+        if step <= 0:
+            raise ValueError("step must be positive")
+        position = int(self.value)
+        while position < stop:
+            yield position
+            position = min(position + step, stop)
+            self.save(position)
+
+    def each(self, items: Sequence[Item]) -> Iterator[tuple[int, Item]]:
+        """``(index, item)`` for the items not done yet; saves ``index + 1`` after each."""
+        for index in self.range(len(items)):
+            yield index, items[index]
+
+
 class JobContext:
     """Given to a handler for one run (attempt) of one job.
 
-    * :meth:`stage` enters a declared stage (always written, plus a timeline event);
-    * :meth:`progress` reports progress inside it (throttled to ``progress_interval``);
-    * :meth:`checkpoint` saves a stage result (or a cursor inside a long stage) to storage
-      with its SHA-256 on the job row, and is a *safe point*;
-    * :meth:`resume_point` returns the last verified checkpoint when a job resumes.
+    * :meth:`run_stage` runs a declared stage once (skipped on resume when done);
+    * :meth:`cursor` resumes inside a stage;
+    * :meth:`progress` reports progress inside a stage (throttled to ``progress_interval``);
+    * :meth:`safe_point` lets a pause/cancel stop the job without saving anything new.
     """
 
     def __init__(
@@ -89,6 +216,7 @@ class JobContext:
         progress_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        safe_point_hook: SafePointHook | None = None,
     ) -> None:
         self.job = job
         self.stages = stages
@@ -105,6 +233,11 @@ class JobContext:
         self._cancel = job.cancel_requested
         self._shutdown = False
         self._lost = False
+        self._state: ResumeState | None = None
+        self._hook = safe_point_hook
+        self.resumed_from: Checkpoint | None = None
+        """The verified checkpoint this run continued from (None: started fresh)."""
+        self.skipped_stages: list[str] = []
         self.checkpoints_written = 0
         self.log = logging.LoggerAdapter(
             logger or logging.getLogger("rhizome.jobs.handler"),
@@ -141,7 +274,8 @@ class JobContext:
         raise ValueError(f"job type {self.job.job_type} declares no stage {name!r}")
 
     def stage(self, name: str, details: str | None = None) -> Stage:
-        """Enter stage ``name``: written at once, with a timeline event."""
+        """Enter stage ``name``: written at once, with a timeline event. (Handlers use
+        :meth:`run_stage`, which calls this.)"""
         stage = self.stage_named(name)
         self._stage = stage
         self._progress.update(
@@ -196,13 +330,87 @@ class JobContext:
         self._last_write = self._clock()
         self.signal(control)
 
+    # --- the resume mechanism ---------------------------------------------------------------
+
+    def _resume_state(self) -> ResumeState:
+        """The state to continue from: loaded once from the verified checkpoint."""
+        if self._state is not None:
+            return self._state
+        point = self.resume_point()
+        state = ResumeState()
+        if point is not None:
+            try:
+                state = ResumeState.from_json(point.data)
+            except ValueError:
+                self._forget_checkpoint(point.path, "checkpoint has an unknown format")
+            else:
+                self.resumed_from = point
+                where = "after " + (", ".join(state.done) or "no finished stage")
+                if state.stage is not None and state.cursors:
+                    at = ", ".join(_describe(name, value) for name, value in state.cursors)
+                    where += f"; inside {state.stage} at {at}"
+                self.log.info("resumed from checkpoint (%s)", where, extra={"stage": point.stage})
+                self.store.add_event(
+                    self.job.id,
+                    f"resumed from checkpoint ({where})",
+                    stage=point.stage,
+                    worker_id=self.worker_id,
+                )
+        self._state = state
+        return state
+
+    def run_stage(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run declared stage ``name`` as ``fn(*args, **kwargs)`` and checkpoint its result
+        (JSON-serializable) once it returned; or, when the verified checkpoint says the stage
+        is done, return the stored result without running it again."""
+        state = self._resume_state()
+        if name in state.done:
+            self.stage_named(name)
+            self.skipped_stages.append(name)
+            result: T = state.done[name]
+            return result
+        self.stage(name)
+        value = fn(*args, **kwargs)
+        state.finish(name, value)
+        self._checkpoint(name)
+        return value
+
+    def stage_result(self, name: str) -> Any:
+        """The stored result of a finished stage (KeyError when it has not run)."""
+        return self._resume_state().done[name]
+
+    def discard(self, name: str, *keys: str) -> None:
+        """Drop large data of a finished stage's stored result that later stages no longer
+        need (``keys`` of a dict result, or the whole result), so later checkpoints stay
+        small. The stage stays done."""
+        state = self._resume_state()
+        result = state.done.get(name)
+        if keys and isinstance(result, dict):
+            state.done[name] = {k: v for k, v in result.items() if k not in keys}
+        elif name in state.done and not keys:
+            state.done[name] = None
+
+    def cursor(self, name: str = "position", start: Any = 0) -> Cursor:
+        """A cursor inside the current stage: its saved value when this job resumes inside
+        the same stage, else ``start``. Cursors nest: saving one forgets the cursors made
+        after it (e.g. an engine's batch cursor inside a per-document cursor)."""
+        if self._stage is None:
+            raise RuntimeError("ctx.cursor() is used inside a stage run by ctx.run_stage()")
+        found, value = self._resume_state().cursor_value(self._stage.name, name)
+        return Cursor(self, self._stage.name, name, value if found else start)
+
+    def _save_cursor(self, stage: str, name: str, value: Any) -> None:
+        self._resume_state().set_cursor(stage, name, value)
+        self._checkpoint(stage)
+
     # --- checkpoints and safe points --------------------------------------------------------
 
-    def checkpoint(self, stage: str, data: Any) -> Checkpoint:
-        """Save ``data`` as the checkpoint of ``stage`` (call it again inside a long stage
-        with a cursor) and stop here if a pause or cancel was requested."""
-        self.stage_named(stage)
-        key = checkpoint_key(self.job, stage)
+    def _checkpoint(self, stage: str) -> Checkpoint:
+        """Write the resume state as a new checkpoint file, record it on the row, remove the
+        previous file, then stop here if a pause or cancel was requested."""
+        state = self._resume_state()
+        if self._hook is not None:
+            self._hook(self, stage, "before")
         saved_at = datetime.now(UTC).isoformat()
         payload = json.dumps(
             {
@@ -211,12 +419,13 @@ class JobContext:
                 "job_type": self.job.job_type,
                 "stage": stage,
                 "saved_at": saved_at,
-                "data": data,
+                "data": state.to_json(),
             },
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
         digest = hashlib.sha256(payload).hexdigest()
+        key = checkpoint_key(self.job, stage, digest)
         if self._lost:
             raise JobLostError(f"Job {self.job.id} is no longer owned by this worker.")
         self.storage.put(key, payload)
@@ -241,13 +450,21 @@ class JobContext:
         except JobLostError:
             self._lost = True
             raise
+        previous = self.job.last_checkpoint_path
         self._last_write = self._clock()
         self.checkpoints_written += 1
         self.job.last_checkpoint_path, self.job.last_checkpoint_stage = key, stage
         self.job.checkpoint_hash = digest
+        if previous and previous != key:
+            try:
+                self.storage.delete(previous)
+            except RhizomeError as exc:  # an orphan for fix-orphans; the row is right
+                self.log.warning("could not remove old checkpoint %s: %s", previous, exc)
         self.signal(control)
+        if self._hook is not None:
+            self._hook(self, stage, "after")
         self.safe_point()
-        return Checkpoint(stage, data, key, digest, saved_at)
+        return Checkpoint(stage, state.to_json(), key, digest, saved_at)
 
     def safe_point(self) -> None:
         """Stop here if a pause, cancel or shutdown is pending and the current stage is
@@ -292,14 +509,24 @@ class JobContext:
                 )
             except (ValueError, KeyError, TypeError):
                 problem = "checkpoint file is not valid JSON"
+        self._forget_checkpoint(job.last_checkpoint_path, problem)
+        return None
+
+    def _forget_checkpoint(self, path: str, problem: str) -> None:
+        job = self.job
         self.log.warning("%s; starting fresh", problem, extra={"stage": job.last_checkpoint_stage})
         self.store.add_event(
             job.id,
-            f"{problem}: {job.last_checkpoint_path}; starting fresh",
+            f"{problem}: {path}; starting fresh",
             stage=job.last_checkpoint_stage,
             worker_id=self.worker_id,
         )
         self.store.clear_checkpoint(job.id)
         self._progress.pop("checkpoint", None)
         job.last_checkpoint_path = job.last_checkpoint_stage = job.checkpoint_hash = None
-        return None
+
+
+def _describe(name: str, value: Any) -> str:
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if not isinstance(v, list | dict)}
+    return f"{name} {json.dumps(value)[:60]}"
