@@ -125,7 +125,7 @@ def run_engine(
     detection: Detection,
     engine: str,
     *,
-    batch: int = ENGINE_BATCH,
+    batch: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> list[list[Any]]:
     """Run ``engine`` over the document's chunks in batches, with a checkpoint after each
@@ -135,6 +135,7 @@ def run_engine(
     cursor = ctx.cursor(f"{engine}-chunks", start={"next": 0, "found": []})
     done, found = int(cursor.value["next"]), list(cursor.value["found"])
     total = len(detection.new)
+    batch = batch or ENGINE_BATCH
     while done < total:
         part = detection.new[done : done + batch]
         found.extend(detection.run_batch(engine, part))

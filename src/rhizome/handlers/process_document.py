@@ -67,7 +67,8 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     library = Library(ctx.store)
     doc = library.get_document(data.document_id, user)
     folder = doc.storage_folder
-    library.update_document(doc.id, user, status="processing", clear_error=True)
+    if not ctx.is_done("save"):  # after save the document is ready; a resume keeps it so
+        library.update_document(doc.id, user, status="processing", clear_error=True)
 
     def clean_stage() -> dict[str, Any]:
         content = clean(ctx.stage_result("extract")["markdown"])

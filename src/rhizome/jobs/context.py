@@ -375,6 +375,10 @@ class JobContext:
         self._checkpoint(name)
         return value
 
+    def is_done(self, name: str) -> bool:
+        """Whether stage ``name`` finished (in this run or before the checkpoint)."""
+        return name in self._resume_state().done
+
     def stage_result(self, name: str) -> Any:
         """The stored result of a finished stage (KeyError when it has not run)."""
         return self._resume_state().done[name]

@@ -28,6 +28,7 @@ its output and the stages each run executed and skipped.
 from __future__ import annotations
 
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,9 +85,7 @@ class InlineRun:
 
 
 @contextmanager
-def temporary_backends(
-    migrations: Any = None,
-) -> Iterator[tuple[SqlJobStore, Storage]]:
+def temporary_backends() -> Iterator[tuple[SqlJobStore, Storage]]:
     """A fresh SQLite store and local storage in a temporary folder, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="rhizome-inline-") as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'jobs.db'}")
@@ -104,15 +103,17 @@ def run_inline(
     interrupt: Interrupt = "pause",
     store: SqlJobStore | None = None,
     storage: Storage | None = None,
-    user_id: str = "default",
+    user_id: str = "local",
     entity_type: str | None = None,
     entity_id: str | None = None,
     types: Registry = registry,
     retry: RetryPolicy | None = None,
+    job_id: str | None = None,
 ) -> InlineRun:
     """Enqueue ``job_type`` with ``input_data`` and run it inline to the end (see module
-    doc). Pass ``store`` and ``storage`` to run against your own backends (they must hold
-    no other due job of this type); otherwise temporary ones are used."""
+    doc); or, with ``job_id``, run that job already enqueued in ``store``. Pass ``store``
+    and ``storage`` to run against your own backends (they must hold no other due job of
+    this type); otherwise temporary ones are used."""
     if store is None or storage is None:
         with temporary_backends() as (tmp_store, tmp_storage):
             return run_inline(
@@ -127,28 +128,34 @@ def run_inline(
                 entity_id=entity_id,
                 types=types,
                 retry=retry,
+                job_id=job_id,
             )
     if interrupt not in INTERRUPTS:
         raise ValueError(f"interrupt must be one of {INTERRUPTS}")
     kind = types.get(job_type)
-    kind.validate_input(input_data or {})
-    [job] = store.enqueue(
-        [
-            NewJob(
-                job_type,
-                input_data or {},
-                user_id=user_id,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                max_retries=kind.max_retries,
-            )
-        ]
-    )
+    if job_id is not None:
+        job = store.get(job_id)
+    else:
+        kind.validate_input(input_data or {})
+        [job] = store.enqueue(
+            [
+                NewJob(
+                    job_type,
+                    input_data or {},
+                    user_id=user_id,
+                    entity_type=entity_type,
+                    entity_id=entity_id,
+                    max_retries=kind.max_retries,
+                )
+            ]
+        )
     runs: list[RunRecord] = []
     first = _run_once(store, storage, kind, job.id, 1, interrupt_at, interrupt, retry)
     runs.append(first)
     if first.outcome == "paused":
         store.resume(job.id)
+    if first.outcome == "crashed":
+        time.sleep(_TAKEOVER_LEASE * 20)  # let the dead run's lease run out
     if first.outcome in ("paused", "crashed"):
         runs.append(_run_once(store, storage, kind, job.id, 2, None, interrupt, retry))
     final = store.get(job.id)
