@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from rhizome.handlers import connections_common, process_document
+from rhizome.jobs.context import JobContext, JobInterrupted
 from rhizome.jobs.model import JobStatus
+from rhizome.jobs.registry import Registry, Stage
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.testing import INTERRUPTS, InlineRun, run_inline, safe_points
 from rhizome.library import Library
@@ -241,3 +243,33 @@ def test_reprocess_connections_resumes_inside_a_document(
             assert run.job.status is JobStatus.COMPLETED, (interrupt, k, run.runs)
             assert run.output == clean.output
             assert {d: _connections(store, d) for d in library_docs} == expected, (interrupt, k)
+
+
+def test_except_exception_cannot_swallow_a_pause(store: SqlJobStore, storage: LocalStorage) -> None:
+    """``JobInterrupted`` is a ``BaseException``: a handler's broad ``except Exception``
+    around its work does not keep a paused job running."""
+    types = Registry()
+
+    @types.job_type(
+        "swallower", label="Swallower", icon="x", stages=[Stage("work", "Working", 0, 100)]
+    )
+    def swallower(ctx: JobContext, data: Any) -> dict[str, Any]:
+        def work() -> int:
+            cursor = ctx.cursor("i")
+            for _ in cursor.range(5):
+                try:
+                    pass
+                except Exception:  # the mistake the hierarchy guards against
+                    continue
+            return 5
+
+        try:
+            return {"n": ctx.run_stage("work", work)}
+        except Exception:
+            return {"n": -1}
+
+    run = run_inline("swallower", {}, interrupt_at=2, store=store, storage=storage, types=types)
+    assert run.runs[0].outcome == "paused"
+    assert run.output == {"n": 5}
+    assert issubclass(JobInterrupted, BaseException)
+    assert not issubclass(JobInterrupted, Exception)
