@@ -7,6 +7,9 @@ job did. Runs on SQLite and PostgreSQL through the handler-author harness."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,14 +17,17 @@ import pytest
 
 from rhizome.handlers import connections_common, process_document
 from rhizome.jobs.context import JobContext, JobInterrupted
-from rhizome.jobs.model import JobStatus
+from rhizome.jobs.model import JobStatus, NewJob
 from rhizome.jobs.registry import Registry, Stage
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.testing import INTERRUPTS, InlineRun, run_inline, safe_points
 from rhizome.library import Library
 from rhizome.library.ingest import add_text
 from rhizome.storage import LocalStorage
+from tests.conftest import ROOT
 from tests.helpers import make_worker, noop_digest, noop_units
+
+CRASH_WORKER = ROOT / "tests" / "fixtures" / "crash_worker.py"
 
 STAGES, UNITS = 2, 3
 NOOP = {"stages": STAGES, "units": UNITS}
@@ -273,3 +279,40 @@ def test_except_exception_cannot_swallow_a_pause(store: SqlJobStore, storage: Lo
     assert run.output == {"n": 5}
     assert issubclass(JobInterrupted, BaseException)
     assert not issubclass(JobInterrupted, Exception)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_detect_connections_survives_kill_9_of_a_worker_process(
+    store: SqlJobStore, storage: LocalStorage, db_url: str, k: int
+) -> None:
+    """A real worker process dies (os._exit, as kill -9) right after writing its k-th
+    checkpoint file — inside the semantic engine (k=2) or at its end (k=3) — before the
+    database heard of it. Another worker takes over after the lease and the connections
+    are the same as an uninterrupted detection's."""
+    ids = [add_text(store, storage, t).document.id for t in (RELATED_A, RELATED_B, CONTRA)]
+    make_worker(store, storage, burst=True).run()
+    doc = ids[0]
+    clean = run_inline("detect_connections", {"document_id": doc}, store=store, storage=storage)
+    assert clean.job.status is JobStatus.COMPLETED
+    expected = _connections(store, doc)
+    assert expected
+    [job] = store.enqueue([NewJob("detect_connections", {"document_id": doc}, user_id="local")])
+    proc = subprocess.run(
+        [sys.executable, str(CRASH_WORKER), db_url, str(storage.root), str(k)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    crashed = store.get(job.id)
+    assert crashed.status is JobStatus.PROCESSING
+    time.sleep(1.2)  # the dead worker's 1 s lease runs out
+    make_worker(store, storage, burst=True).run()
+    done = store.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.attempt == 2
+    assert _connections(store, doc) == expected
+    messages = [e.message or "" for e in store.events(job.id)]
+    assert any("lease expired" in m for m in messages)
+    # the checkpoint the row pointed at verified (no "starting fresh")
+    assert not any("starting fresh" in m for m in messages), messages
+    assert sum(m.startswith("resumed from checkpoint") for m in messages) == (k > 1) * 1
