@@ -82,6 +82,9 @@ class Chunk:
     token_count: int
     heading_path: list[str] = field(default_factory=list)
     embedding: np.ndarray | None = None
+    enrichment: dict[str, Any] = field(default_factory=dict)
+    """The enrichment fields that are set (:data:`ENRICHMENT_FIELDS`): themes, importance,
+    summary, concepts, polarity (stance), domain."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Chunk:
@@ -97,9 +100,11 @@ class Chunk:
             token_count=int(row["token_count"]),
             heading_path=list(_json(row.get("heading_path"), [])),
             embedding=decode_vector(blob),
+            enrichment=enrichment_of(row),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The chunk as ``chunks.json`` (v1.0) holds it; enrichment fields only when set."""
         return {
             "id": self.id,
             "document_id": self.document_id,
@@ -110,7 +115,25 @@ class Chunk:
             "token_count": self.token_count,
             "heading_path": self.heading_path,
             "has_embedding": self.embedding is not None,
+            **self.enrichment,
         }
+
+
+ENRICHMENT_FIELDS = ("themes", "importance", "summary", "concepts", "polarity", "domain")
+"""Chunk fields an enrichment step (or an import with merge_smart) sets; columns of the
+same names. ``polarity`` is the chunk's stance, from -1 (against) to 1 (for)."""
+_JSON_ENRICHMENT = ("themes", "concepts")
+
+
+def enrichment_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The enrichment fields of a ``chunks`` row that are set."""
+    out: dict[str, Any] = {}
+    for name in ENRICHMENT_FIELDS:
+        value = row.get(name)
+        if value is None:
+            continue
+        out[name] = _json(value, None) if name in _JSON_ENRICHMENT else value
+    return out
 
 
 @dataclass

@@ -6,7 +6,10 @@ refused. Writes are atomic: a reader sees the old object or the new one, never h
 
 from __future__ import annotations
 
-from typing import Protocol
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from rhizome.errors import ConfigError, InvalidKeyError
 from rhizome.storage.local import LocalStorage
@@ -23,6 +26,20 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> int: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def check(self) -> None: ...
+
+    # streaming, for files too large to hold in memory (exports, imports)
+    def put_file(self, key: str, path: str | Path) -> None:
+        """Store the local file ``path`` under ``key`` (atomic, streamed)."""
+        ...
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A seekable binary file with the object's bytes (FileNotFoundError if absent)."""
+        ...
+
+    def signed_url(self, key: str, expires: timedelta) -> str | None:
+        """A URL that reads the object without credentials until ``expires`` has passed
+        (None where the storage has no such thing, e.g. a local folder)."""
+        ...
 
 
 def validate_key(key: str) -> str:

@@ -6,7 +6,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from rhizome.errors import StorageError
 
@@ -46,6 +49,39 @@ class LocalStorage:
             raise
         except OSError as exc:
             raise StorageError(f"Could not read {key} from {self.root}: {exc}.") from exc
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh, open(path, "rb") as src:
+                    shutil.copyfileobj(src, fh, 1024 * 1024)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise StorageError(f"Could not write {key} to {self.root}: {exc}.") from exc
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        path = self._path(key)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115  (closed below)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"Could not read {key} from {self.root}: {exc}.") from exc
+        with fh:
+            yield fh
+
+    def signed_url(self, key: str, expires: timedelta) -> str | None:
+        return None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

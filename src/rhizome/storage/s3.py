@@ -19,10 +19,12 @@ import errno
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import obstore
 from obstore.exceptions import BaseError as ObstoreError
@@ -157,6 +159,36 @@ class S3Storage:
                 return bytes(obstore.get(self._store, key).bytes())
         except _NotFound:
             raise FileNotFoundError(errno.ENOENT, f"No object {key!r} in {self.url}") from None
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        """Streamed from the file: a multipart upload above 8 MiB (visible at once when it
+        completes, like a single PUT), a few parts in memory at a time."""
+        key = _key(key)
+        with self._errors("write", key):
+            obstore.put(
+                self._store, key, Path(path), chunk_size=8 * 1024 * 1024, max_concurrency=4
+            )
+
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        """The object streamed into a temporary file (seekable; removed on exit)."""
+        key = _key(key)
+        with tempfile.TemporaryFile(prefix="rhizome-s3-") as fh:
+            try:
+                with self._errors("read", key):
+                    for part in obstore.get(self._store, key).stream(min_chunk_size=1 << 20):
+                        fh.write(memoryview(part))
+            except _NotFound:
+                raise FileNotFoundError(
+                    errno.ENOENT, f"No object {key!r} in {self.url}"
+                ) from None
+            fh.seek(0)
+            yield fh
+
+    def signed_url(self, key: str, expires: timedelta) -> str | None:
+        key = _key(key)
+        with self._errors("sign a URL for", key):
+            return str(obstore.sign(self._store, "GET", key, expires))
 
     def exists(self, key: str) -> bool:
         key = _key(key)
