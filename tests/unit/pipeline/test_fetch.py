@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from rhizome.errors import InvalidInputError, TransientError
-from rhizome.pipeline.extract import fetch_url
+from rhizome.pipeline.extract import fetch_url as _fetch_url
+from rhizome.pipeline.extract.fetch import address_problem
 
 PAGE = b"<html><head><title>Hello</title></head><body><p>Hello there.</p></body></html>"
 
@@ -39,6 +40,11 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/loop":
             self.send_response(302)
             self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path.startswith("/to/"):  # /to/<url>: a redirect anywhere
+            self.send_response(302)
+            self.send_header("Location", path[len("/to/") :])
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif path.startswith("/status/"):
@@ -71,6 +77,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         else:
             self._send(404, b"missing")
+
+
+def fetch_url(url: str, **kwargs: object) -> tuple[bytes, str | None, str]:
+    """The loopback test server needs the address check lifted (tested below)."""
+    return _fetch_url(url, allow_private=True, **kwargs)  # type: ignore[arg-type]
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -174,3 +185,93 @@ def test_non_http_schemes_are_invalid(url: str) -> None:
 def test_missing_host_is_invalid() -> None:
     with pytest.raises(InvalidInputError):
         fetch_url("http:///path")
+
+
+# --- SSRF: the fetcher cannot be turned inward ---------------------------------------------
+
+
+def _port(server: str) -> int:
+    return int(server.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "[::1]", "[::ffff:127.0.0.1]", "localhost", "127.1", "[::]"]
+)
+def test_loopback_addresses_are_refused_by_default(server: str, host: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        _fetch_url(f"http://{host}:{_port(server)}/ok")
+    assert "Refusing to fetch" in info.value.message
+    assert "RHIZOME_FETCH_ALLOW_PRIVATE" in info.value.hint
+
+
+def _only_the_test_server(server: str):  # type: ignore[no-untyped-def]
+    port = _port(server)
+
+    def policy(address, p):  # type: ignore[no-untyped-def]
+        if str(address) == "127.0.0.1" and p == port:
+            return None
+        return address_problem(address, p)
+
+    return policy
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{other}/ok",
+        "http://[::1]:{port}/ok",
+        "http://[::ffff:127.0.0.1]:{port}/ok",
+        "http://localhost:{other}/ok",
+    ],
+)
+def test_redirects_to_loopback_are_refused(server: str, target: str) -> None:
+    """The first hop (the test server itself) is allowed by the test's policy; where it
+    redirects is checked again with the default rules and refused before any connection."""
+    port = _port(server)
+    policy = _only_the_test_server(server)
+    body, _, _ = _fetch_url(f"{server}/ok", policy=policy)  # the allowed hop works
+    assert body == PAGE
+    location = target.format(port=port, other=port + 1)
+    with pytest.raises(InvalidInputError) as info:
+        _fetch_url(f"{server}/to/{location}", policy=policy)
+    assert "Refusing to fetch" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.0.1", "public"),
+        ("169.254.169.254", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("239.255.255.250", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("255.255.255.255", "address"),
+        ("240.0.0.1", "address"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::", "unspecified"),
+        ("fe80::1", "link-local"),
+        ("fc00::1", "private"),
+        ("ff02::1", "multicast"),
+        ("::ffff:10.0.0.1", "private"),
+        ("::ffff:169.254.169.254", "link-local"),
+        ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+    ],
+)
+def test_address_check_refuses_non_public_ranges(address: str, why: str) -> None:
+    """Only the check itself: no connection is opened to these ranges."""
+    import ipaddress
+
+    problem = address_problem(ipaddress.ip_address(address))
+    assert problem is not None and why in problem
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700::1111"])
+def test_address_check_accepts_public_addresses(address: str) -> None:
+    import ipaddress
+
+    assert address_problem(ipaddress.ip_address(address)) is None
