@@ -11,6 +11,9 @@ class RhizomeError(Exception):
     """Base of every error Rhizome raises on purpose."""
 
     default_hint = ""
+    error_type: str | None = None
+    """The job error class (``transient|permanent|paywall|invalid``) when a job fails with
+    this error; None: classified by the rules in :mod:`rhizome.jobs.retry`."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -45,7 +48,13 @@ class InvalidKeyError(StorageError):
 # --- job records -----------------------------------------------------------------------
 
 
-class JobNotFoundError(RhizomeError):
+class NotFoundError(RhizomeError):
+    """An id or key that names nothing the user owns. A job given one fails ``invalid``."""
+
+    error_type = "invalid"
+
+
+class JobNotFoundError(NotFoundError):
     default_hint = "List jobs with `rhizome jobs list` to find a valid id."
 
 
@@ -69,7 +78,7 @@ class JobLostError(RhizomeError):
 class JobError(RhizomeError):
     """Base of errors a handler raises to fail a job with a known error class."""
 
-    error_type = "permanent"
+    error_type: str | None = "permanent"
 
 
 class TransientError(JobError):

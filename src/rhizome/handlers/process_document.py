@@ -205,6 +205,11 @@ def _extract(ctx: JobContext, data: ProcessInput, folder: str) -> dict[str, Any]
         ctx.storage.put(f"{folder}/source.html", body)
         raw, filename, url = body, None, final_url
     elif data.source_key:
+        if not data.source_key.startswith(f"{folder}/"):  # defence in depth: the API checks too
+            raise InvalidInputError(
+                "The job names a source file outside its document's folder.",
+                "Add the document again through the library (upload, URL or text).",
+            )
         try:
             raw = ctx.storage.get(data.source_key)
         except FileNotFoundError:

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rhizome.errors import JobError, RhizomeError
+from rhizome.errors import RhizomeError
 from rhizome.jobs.model import ErrorType
 
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
@@ -56,7 +56,7 @@ GUIDANCE: dict[ErrorType, str] = {
 
 def classify(exc: BaseException) -> ErrorType:
     """The error class of any exception."""
-    if isinstance(exc, JobError):
+    if isinstance(exc, RhizomeError) and exc.error_type is not None:
         return ErrorType(exc.error_type)
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, _TRANSIENT_TYPES):
