@@ -16,7 +16,7 @@ from rhizome.config import load_settings
 from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Selection
 from rhizome.jobs.client import enqueue
-from rhizome.jobs.model import Job, JobStatus
+from rhizome.jobs.model import STATUS_FILTERS, Job
 from rhizome.logs import setup_logging
 
 app = typer.Typer(
@@ -136,10 +136,16 @@ def jobs_enqueue(
         out.print(f"enqueued {len(created)} {job_type} jobs")
 
 
+_STATUS_HELP = (
+    "status (repeatable): " + ", ".join(STATUS_FILTERS) + ". 'processing' includes pausing "
+    "and cancelling jobs; 'failed' leaves out those retrying."
+)
+
+
 @jobs_app.command("list")
 def jobs_list(
     status: Annotated[
-        list[str] | None, typer.Option("--status", "-s", help="Filter by status (repeatable).")
+        list[str] | None, typer.Option("--status", "-s", help="Filter by " + _STATUS_HELP)
     ] = None,
     job_type: Annotated[
         list[str] | None, typer.Option("--type", "-t", help="Filter by job type (repeatable).")
@@ -246,7 +252,9 @@ def jobs_types(as_json: JsonOpt = False) -> None:
 
 IdsArg = Annotated[list[str] | None, typer.Argument(help="Job ids (or use a filter).")]
 TypeOpt = Annotated[list[str] | None, typer.Option("--type", "-t", help="Select by job type.")]
-StatusOpt = Annotated[list[str] | None, typer.Option("--status", "-s", help="Select by status.")]
+StatusOpt = Annotated[
+    list[str] | None, typer.Option("--status", "-s", help="Select by " + _STATUS_HELP)
+]
 StageOpt = Annotated[str | None, typer.Option("--stage", help="Select by current stage.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Select every job.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm a destructive action.")]
@@ -763,13 +771,13 @@ def serve_cmd(
 
 
 def _check_status(value: str) -> None:
-    try:
-        JobStatus(value)
-    except ValueError:
+    """A ``--status`` value: a stored status or a derived one (active, pausing, cancelling,
+    retrying), as defined once in :mod:`rhizome.jobs.model`."""
+    if value not in STATUS_FILTERS:
         raise InvalidInputError(
             f"Unknown status {value!r}.",
-            "Use one of: " + ", ".join(s.value for s in JobStatus) + ".",
-        ) from None
+            "Use one of: " + ", ".join(STATUS_FILTERS) + ".",
+        )
 
 
 def _status_label(job: Job) -> str:

@@ -64,13 +64,13 @@ def failed(
     return store.get(job.id)
 
 
-def paused(store: SqlJobStore, job_type: str = "noop", user: str = "local") -> Job:
-    job = new(store, job_type, user)
+def paused(store: SqlJobStore, job_type: str = "noop", user: str = "local", **kw: Any) -> Job:
+    job = new(store, job_type, user, **kw)
     return store.request_pause(job.id)
 
 
-def cancelled(store: SqlJobStore, job_type: str = "noop", user: str = "local") -> Job:
-    job = new(store, job_type, user)
+def cancelled(store: SqlJobStore, job_type: str = "noop", user: str = "local", **kw: Any) -> Job:
+    job = new(store, job_type, user, **kw)
     return store.request_cancel(job.id)
 
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from rhizome.app import App
 from rhizome.jobs.model import JobStatus
+from rhizome.jobs.registry import registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library import Library
 from rhizome.storage import LocalStorage
@@ -44,10 +45,10 @@ def test_health_metrics_openapi(client: TestClient, store: SqlJobStore) -> None:
     assert r.json()["checks"]["database"] == "ok"
     assert r.json()["checks"]["storage"] == "ok"
 
-    h.new(store, "import_document")
+    h.new(store, "reprocess_connections")
     h.failed(store, retry_in=60)
     text = client.get("/metrics").text
-    assert 'rhizome_jobs{job_type="import_document",status="pending"} 1.0' in text
+    assert 'rhizome_jobs{job_type="reprocess_connections",status="pending"} 1.0' in text
     assert 'rhizome_jobs_retry_scheduled{job_type="noop"} 1.0' in text
     assert "rhizome_job_claim_latency_seconds_bucket" in text
     assert "rhizome_worker_heartbeat_age_seconds" in text
@@ -88,71 +89,105 @@ def test_healthz_reports_a_broken_storage(store: SqlJobStore, tmp_path: Any, db_
 
 
 def test_list_filters_search_and_counts(client: TestClient, store: SqlJobStore) -> None:
-    imp = h.new(store, "import_document", input_data={"title": "Moby Dick"})
-    exp = h.new(store, "export_documents")
+    imp = h.new(store, "reprocess_connections", input_data={"title": "Moby Dick"})
+    exp = h.new(store, "detect_connections")
     chunking = h.running(store, "process_document", stage="chunk", percent=37, details="Chunk 3")
-    pausing = h.running(store, "readwise_import", stage="apply")
+    pausing = h.running(store, "detect_connections", stage="apply")
     store.request_pause(pausing.id)
-    retrying = h.failed(store, "obsidian_sync", retry_in=300)
-    dead = h.failed(store, "obsidian_export")
+    retrying = h.failed(store, "reprocess_connections", retry_in=300)
+    dead = h.failed(store, "process_document")
     paused = h.paused(store, "detect_connections")
     h.finished(store, "reprocess_connections")
     noop = h.new(store, "noop")
+    doc = Library(store).create_document(user_id="local", title="Whale Songs", source_type="text")
+    of_doc = h.new(store, "process_document", entity_type="document", entity_id=doc.id)
 
     listed = client.get("/api/jobs").json()["jobs"]
     everything = [j["id"] for j in listed]
     assert noop.id not in everything  # hidden type
     created = [j["created_at"] for j in listed]
     assert created == sorted(created, reverse=True)  # newest first
-    assert len(everything) == 8
+    assert len(everything) == 9
     assert noop.id in ids(client.get("/api/jobs?include_hidden=true"))
     assert ids(client.get("/api/jobs?type=noop")) == [noop.id]  # asked for by name
 
-    assert ids(client.get("/api/jobs?type=import_document")) == [imp.id]
-    assert set(ids(client.get("/api/jobs?type=import_document,export_documents"))) == {
+    assert set(ids(client.get("/api/jobs?type=reprocess_connections"))) == {
         imp.id,
+        retrying.id,
+    } | {j["id"] for j in listed if j["status"] == "completed"}
+    assert set(ids(client.get("/api/jobs?type=detect_connections,process_document"))) == {
         exp.id,
+        pausing.id,
+        paused.id,
+        chunking.id,
+        dead.id,
+        of_doc.id,
     }
-    assert set(ids(client.get("/api/jobs?type=import_document&type=export_documents"))) == {
-        imp.id,
+    assert set(ids(client.get("/api/jobs?type=detect_connections&type=noop"))) == {
         exp.id,
+        pausing.id,
+        paused.id,
+        noop.id,
     }
     assert ids(client.get("/api/jobs?status=pausing")) == [pausing.id]
     assert set(ids(client.get("/api/jobs?status=processing"))) == {chunking.id, pausing.id}
     assert ids(client.get("/api/jobs?status=retrying")) == [retrying.id]
-    assert set(ids(client.get("/api/jobs?status=failed"))) == {retrying.id, dead.id}
+    assert ids(client.get("/api/jobs?status=failed")) == [dead.id]  # not the retrying one
+    assert set(ids(client.get("/api/jobs?status=failed,retrying"))) == {dead.id, retrying.id}
     assert ids(client.get("/api/jobs?status=paused")) == [paused.id]
     assert set(ids(client.get("/api/jobs?status=active"))) == {
         imp.id,
         exp.id,
         chunking.id,
         pausing.id,
+        of_doc.id,
     }
     assert ids(client.get("/api/jobs?stage=chunk")) == [chunking.id]
     assert ids(client.get("/api/jobs?stage=chunk&status=completed")) == []
     assert ids(client.get("/api/jobs?q=moby")) == [imp.id]
+    assert ids(client.get("/api/jobs?q=whale")) == [of_doc.id]  # the document's title
     assert ids(client.get("/api/jobs?q=Chunk%203")) == [chunking.id]
     assert ids(client.get("/api/jobs?q=100%25")) == []  # LIKE wildcards are literal
     assert ids(client.get("/api/jobs?q=" + dead.id[:13])) == [dead.id]
 
     r = client.get("/api/jobs?limit=3&offset=0").json()
-    assert r["total"] == 8 and len(r["jobs"]) == 3
+    assert r["total"] == 9 and len(r["jobs"]) == 3
     page2 = ids(client.get("/api/jobs?limit=3&offset=3"))
     assert not set(page2) & {j["id"] for j in r["jobs"]}
 
     counts = client.get("/api/jobs?status=failed").json()["counts"]
-    assert counts["by_type"] == {"obsidian_sync": 1, "obsidian_export": 1}  # under status
-    assert counts["by_status"]["retrying"] == 1 and counts["by_status"]["pausing"] == 1
-    assert counts["by_status"]["active"] == 4 and counts["by_status"]["completed"] == 1
-    assert counts["total"] == 2
+    assert counts["by_type"] == {"process_document": 1}  # under status
+    assert counts["by_status"]["failed"] == 1 and counts["by_status"]["retrying"] == 1
+    assert counts["by_status"]["pausing"] == 1 and counts["by_status"]["processing"] == 2
+    assert counts["by_status"]["active"] == 5 and counts["by_status"]["completed"] == 1
+    assert counts["total"] == 1
     assert client.get("/api/jobs").json()["counts"]["by_stage"] == {"chunk": 1, "apply": 1}
 
     job = client.get("/api/jobs?status=pausing").json()["jobs"][0]
     assert job["status_label"] == "pausing" and job["status_text"] == "Pausing…"
-    assert job["type_label"] == "Readwise Import" and job["type_icon"] == "highlighter"
-    job = client.get("/api/jobs?type=process_document").json()["jobs"][0]
+    assert job["type_label"] == "Detecting" and job["type_icon"] == "git-branch"
+    job = client.get("/api/jobs?type=process_document&stage=chunk").json()["jobs"][0]
     assert job["percent"] == 37 and job["details"] == "Chunk 3"
-    assert job["type_label"] == "Processing"
+    assert job["type_label"] == "Processing" and job["type_icon"] == "zap"
+    [job] = client.get("/api/jobs?q=whale").json()["jobs"]
+    assert job["title"] == "Whale Songs"
+
+
+def test_unregistered_types_are_listed_but_never_offered_as_filters(
+    client: TestClient, store: SqlJobStore
+) -> None:
+    ghost = h.new(store, "ghost_import", input_data={})
+    [job] = client.get("/api/jobs?status=pending").json()["jobs"]
+    assert job["id"] == ghost.id
+    assert job["type_label"] == "Ghost import" and job["type_icon"] == "box"
+    assert job["title"] == "Ghost import"
+    err = error_of(client.get("/api/jobs?type=ghost_import"), 422)
+    assert "ghost_import" not in err["hint"] and "process_document" in err["hint"]
+    types = [t["name"] for t in client.get("/api/job-types").json()["job_types"]]
+    assert "ghost_import" not in types
+    page = client.get("/jobs", headers={"accept": "text/html"}).text
+    assert 'data-filter-type="ghost_import"' not in page
+    assert 'data-filter-type="process_document"' in page
 
 
 def test_bad_filters_and_paging(client: TestClient) -> None:
@@ -316,9 +351,9 @@ def test_job_controls(client: TestClient, store: SqlJobStore) -> None:
 
 
 def test_bulk_actions(client: TestClient, store: SqlJobStore) -> None:
-    a, b, c = (h.new(store, "import_document") for _ in range(3))
-    other = h.new(store, "export_documents")
-    done = h.finished(store, "export_documents")
+    a, b, c = (h.new(store, "reprocess_connections") for _ in range(3))
+    other = h.new(store, "detect_connections")
+    done = h.finished(store, "detect_connections")
     r = client.post("/api/jobs/bulk", json={"action": "pause", "ids": [a.id, b.id, done.id]})
     assert r.status_code == 200
     body = r.json()
@@ -327,7 +362,10 @@ def test_bulk_actions(client: TestClient, store: SqlJobStore) -> None:
 
     r = client.post(
         "/api/jobs/bulk",
-        json={"action": "resume", "filter": {"type": ["import_document"], "status": ["paused"]}},
+        json={
+            "action": "resume",
+            "filter": {"type": ["reprocess_connections"], "status": ["paused"]},
+        },
     )
     assert sorted(r.json()["done"]) == sorted([a.id, b.id])
     r = client.post("/api/jobs/bulk", json={"action": "cancel", "filter": {"q": other.id}})
@@ -380,18 +418,10 @@ def test_queue_and_type_pause(client: TestClient, store: SqlJobStore) -> None:
 
 def test_job_types_and_workers(client: TestClient, store: SqlJobStore) -> None:
     types = {t["name"]: t for t in client.get("/api/job-types").json()["job_types"]}
-    labels = {n: types[n]["label"] for n in types}
-    for name, label in (
-        ("import_document", "Import"),
-        ("export_documents", "Export"),
-        ("detect_connections", "Detecting"),
-        ("obsidian_export", "Obsidian Export"),
-        ("obsidian_sync", "Obsidian Sync"),
-        ("readwise_import", "Readwise Import"),
-    ):
-        assert name in types and types[name]["icon"], name
-        if not types[name]["registered"]:
-            assert labels[name] == label
+    assert set(types) == set(registry.names())  # only registered types are offered
+    for name, t in types.items():  # labels and icons come from the registry only
+        jt = registry.get(name)
+        assert (t["label"], t["icon"], t["registered"]) == (jt.label, jt.icon, True), name
     assert types["noop"]["hidden"] and types["noop"]["registered"]
     assert types["noop"]["input_schema"]["properties"]["units"]
     store.register_worker("w-1", "host-a", 42, 4, None)
@@ -619,23 +649,14 @@ def test_pages_render(client: TestClient, store: SqlJobStore, storage: LocalStor
     running = h.running(
         store, "process_document", stage="embed", percent=55, details="Embedding chunk 234 of 1,412"
     )
-    retrying = h.failed(store, "readwise_import", retry_in=180)
+    retrying = h.failed(store, "reprocess_connections", retry_in=180)
     html = {"accept": "text/html"}
     lib = client.get("/", headers=html)
     assert lib.status_code == 200 and 'id="dock"' in lib.text
     jobs = client.get("/jobs", headers=html).text
     assert 'id="dock"' not in jobs  # no dock on the Jobs panel
-    for label in (
-        "Processing",
-        "Import",
-        "Export",
-        "Connections",
-        "Detecting",
-        "Obsidian Export",
-        "Obsidian Sync",
-        "Readwise Import",
-    ):
-        assert f'{label} <span class="count">' in jobs, label
+    for jt in registry.all():  # a chip per registered (visible) type, with its label
+        assert (f'{jt.label} <span class="count">' in jobs) is not jt.hidden, jt.name
     assert "Clear completed" in jobs and "Nuclear reset" in jobs
     assert 'data-filter-stage="embed"' in jobs
     assert client.get("/jobs?status=retrying&partial=1").text.count('class="job-row"') == 1

@@ -7,6 +7,7 @@ the test's temporary folder (``screenshots/``)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,46 +111,44 @@ def test_noop_dock_pause_checkpoint_resume_complete(
 def test_jobs_panel_filters_bulk_and_admin_actions(
     page: Any, live_server: LiveServer, shots: Path
 ) -> None:
+    # Registered types wait (not due: the embedded worker leaves them alone); the running,
+    # failed and finished jobs are of a type this server does not know (its worker never
+    # claims them, and the Jobs panel never offers it as a filter).
+    later = datetime.now(UTC) + timedelta(days=1)
     store = open_store(live_server.env["RHIZOME_DATABASE_URL"])
     try:
         for _ in range(3):
-            h.new(store, "export_documents")
-        h.new(store, "import_document", input_data={"title": "Kindle notes"})
-        stuck = h.running(store, "import_document", stage="chunk", percent=38, details="Chunk 3")
-        h.paused(store, "readwise_import")
-        h.failed(store, "obsidian_sync", retry_in=600)
-        h.failed(store, "obsidian_export")
-        h.finished(store, "obsidian_export")
+            h.new(store, "detect_connections", run_at=later)
+        h.new(store, "reprocess_connections", input_data={"title": "Kindle notes"}, run_at=later)
+        stuck = h.running(store, "legacy_import", stage="chunk", percent=38, details="Chunk 3")
+        h.paused(store, "process_document", run_at=later)
+        h.failed(store, "legacy_import", retry_in=600)
+        h.failed(store, "legacy_import")
+        h.finished(store, "legacy_import")
     finally:
         store.close()
 
     page.goto("/jobs")
     expect(page.locator("#dock")).to_have_count(0)  # no dock on the Jobs panel
     chips = page.locator("#type-filters .chip")
-    for label in (
-        "Processing",
-        "Import",
-        "Export",
-        "Connections",
-        "Detecting",
-        "Obsidian Export",
-        "Obsidian Sync",
-        "Readwise Import",
-    ):
+    for label in ("Processing", "Detecting", "Connections", "No-op"):  # the registry's labels
         chip = chips.filter(has_text=re.compile(rf"^{label} \d+$"))
         expect(chip).to_have_count(1)
         expect(chip.locator("svg.icon")).to_have_count(1)
-    expect(page.locator('[data-filter-type="export_documents"] .count')).to_have_text("3")
+    expect(page.locator('[data-filter-type="legacy_import"]')).to_have_count(0)
+    expect(page.locator('[data-filter-type="detect_connections"] .count')).to_have_text("3")
     expect(page.locator('[data-filter-status="retrying"] .count')).to_have_text("1")
+    expect(page.locator('[data-filter-status="failed"] .count')).to_have_text("1")
     expect(page.locator('[data-filter-stage="chunk"] .count')).to_have_text("1")
     snap(page, shots, "10-jobs-panel")
 
-    page.click('[data-filter-type="import_document"]')
-    expect(page).to_have_url(re.compile(r"type=import_document"))
+    page.click('[data-filter-type="detect_connections"]')
+    expect(page).to_have_url(re.compile(r"type=detect_connections"))
     rows = page.locator("tr.job-row")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     for t in rows.evaluate_all("rs => rs.map(r => r.dataset.type)"):
-        assert t == "import_document"
+        assert t == "detect_connections"
+    page.goto("/jobs")
     page.click('[data-filter-stage="chunk"]')  # "stuck in chunking"
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-job-id", stuck.id)
@@ -163,8 +162,8 @@ def test_jobs_panel_filters_bulk_and_admin_actions(
     expect(rows).to_have_count(1)
     expect(rows.first.locator(".status")).to_have_text("Retrying")
 
-    # bulk: cancel two of the three exports
-    page.goto("/jobs?type=export_documents")
+    # bulk: cancel two of the three detections
+    page.goto("/jobs?type=detect_connections")
     expect(rows).to_have_count(3)
     boxes = page.locator(".select-job")
     boxes.nth(0).check()

@@ -25,7 +25,7 @@ _app = App(
 )
 _web = create_app(_app, allowed_hosts=["testserver", "localhost"], max_upload_bytes=100_000)
 # something to find: jobs in a few states
-_jobs = _app.store.enqueue([NewJob("noop", {}), NewJob("import_document", {"title": "x"})])
+_jobs = _app.store.enqueue([NewJob("noop", {}), NewJob("reprocess_connections", {"title": "x"})])
 _app.store.request_pause(_jobs[0].id)
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _web).exclude(path="/api/events")

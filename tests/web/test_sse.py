@@ -39,7 +39,7 @@ def job_msg(job_id: str, **want: object) -> object:
 
 
 def test_snapshot_then_changes_from_another_process(server: LiveServer, store: SqlJobStore) -> None:
-    waiting = h.new(store, "import_document", input_data={"title": "Waiting"})
+    waiting = h.new(store, "reprocess_connections", input_data={"title": "Waiting"})
     done = h.finished(store)
     with SSEClient(server.url + "/api/events") as sse:
         first = sse.next()
@@ -51,7 +51,7 @@ def test_snapshot_then_changes_from_another_process(server: LiveServer, store: S
         [job] = store.claim(h.WORKER, 1, 60, None)
         assert job.id == waiting.id
         m = sse.wait_for(job_msg(job.id, status="processing"))
-        assert m.data["title"] == "Waiting" and m.data["type_label"] == "Import"
+        assert m.data["title"] == "Waiting" and m.data["type_label"] == "Connections"
 
         sent = time.time()
         store.update_progress(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 
 class JobStatus(StrEnum):
@@ -20,6 +22,106 @@ class JobStatus(StrEnum):
 
 ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+# --- the statuses a person sees, and the status filter ----------------------------------------
+#
+# The one definition of the derived statuses. Each job shows exactly one *shown* status:
+# its stored one, or
+#   cancelling  processing, a cancel requested (wins over a pause request)
+#   pausing     processing, a pause requested
+#   retrying    failed, an automatic retry scheduled (``next_retry_at`` set)
+# The SQL of the stores computes the same thing (fragment ``shown_status`` in
+# ``jobs/store/sql/<dialect>/views.sql``; tests/integration/test_status_filters.py checks
+# that both agree on real rows).
+
+ShownStatus = Literal[
+    "pending",
+    "processing",
+    "pausing",
+    "cancelling",
+    "paused",
+    "retrying",
+    "failed",
+    "cancelled",
+    "completed",
+]
+SHOWN_STATUSES: tuple[str, ...] = get_args(ShownStatus)
+
+StatusFilter = Literal[
+    "active",
+    "pending",
+    "processing",
+    "pausing",
+    "paused",
+    "retrying",
+    "failed",
+    "cancelling",
+    "cancelled",
+    "completed",
+]
+STATUS_FILTERS: tuple[str, ...] = get_args(StatusFilter)
+"""Values of every ``--status`` / ``status=`` filter (CLI, API, UI), in display order."""
+
+STATUS_FILTER_MEANING: Mapping[str, frozenset[str]] = {
+    "active": frozenset({"pending", "processing", "pausing", "cancelling"}),
+    "pending": frozenset({"pending"}),
+    "processing": frozenset({"processing", "pausing", "cancelling"}),
+    "pausing": frozenset({"pausing"}),
+    "paused": frozenset({"paused"}),
+    "retrying": frozenset({"retrying"}),
+    "failed": frozenset({"failed"}),
+    "cancelling": frozenset({"cancelling"}),
+    "cancelled": frozenset({"cancelled"}),
+    "completed": frozenset({"completed"}),
+}
+"""Which shown statuses each filter value selects. ``processing`` and ``active`` include
+the jobs still running with a pause or cancel request; ``failed`` does not include the jobs
+waiting for an automatic retry (they show, and count, as ``retrying``)."""
+
+STORED_STATUS_OF: Mapping[str, JobStatus] = {
+    **{s.value: s for s in JobStatus},
+    "pausing": JobStatus.PROCESSING,
+    "cancelling": JobStatus.PROCESSING,
+    "retrying": JobStatus.FAILED,
+}
+"""The stored status behind each shown status."""
+
+assert set(STATUS_FILTER_MEANING) == set(STATUS_FILTERS)
+assert set(STORED_STATUS_OF) == set(SHOWN_STATUSES)
+
+
+def shown_status(
+    status: JobStatus | str,
+    *,
+    pause_requested: bool = False,
+    cancel_requested: bool = False,
+    retry_scheduled: bool = False,
+) -> str:
+    """The status a person sees (see above)."""
+    value = JobStatus(status)
+    if value is JobStatus.PROCESSING and cancel_requested:
+        return "cancelling"
+    if value is JobStatus.PROCESSING and pause_requested:
+        return "pausing"
+    if value is JobStatus.FAILED and retry_scheduled:
+        return "retrying"
+    return value.value
+
+
+def status_filter_matches(shown: str, statuses: Iterable[str]) -> bool:
+    """Whether a job showing ``shown`` matches a status filter (no values: everything)."""
+    values = list(statuses)
+    return not values or any(shown in STATUS_FILTER_MEANING[s] for s in values)
+
+
+def check_status_filter(values: Iterable[str]) -> tuple[str, ...]:
+    """The filter values, deduplicated; ``ValueError`` names an unknown one."""
+    out = tuple(dict.fromkeys(str(v) for v in values))
+    for value in out:
+        if value not in STATUS_FILTER_MEANING:
+            raise ValueError(f"Unknown status {value!r}. Use one of: {', '.join(STATUS_FILTERS)}.")
+    return out
 
 
 class ErrorType(StrEnum):
@@ -87,14 +189,18 @@ class Job:
     @property
     def display_status(self) -> str:
         """The status a person sees: the stored one, or pausing, cancelling (a request is
-        pending at a running job) or retrying (failed with an automatic retry scheduled)."""
-        if self.status is JobStatus.PROCESSING and self.cancel_requested:
-            return "cancelling"
-        if self.status is JobStatus.PROCESSING and self.pause_requested:
-            return "pausing"
-        if self.status is JobStatus.FAILED and self.next_retry_at is not None:
-            return "retrying"
-        return self.status.value
+        pending at a running job) or retrying (failed with an automatic retry scheduled);
+        see :func:`shown_status`."""
+        return shown_status(
+            self.status,
+            pause_requested=self.pause_requested,
+            cancel_requested=self.cancel_requested,
+            retry_scheduled=self.next_retry_at is not None,
+        )
+
+    def matches_status(self, statuses: Iterable[str]) -> bool:
+        """Whether this job is selected by a status filter (see :data:`STATUS_FILTERS`)."""
+        return status_filter_matches(self.display_status, statuses)
 
     @property
     def stage(self) -> str | None:
@@ -135,6 +241,135 @@ class Job:
                 value = value.isoformat()
             out[name] = value
         return out
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a search, a count or a bulk action covers (the stores turn it into SQL).
+
+    Every given dimension must match; the values inside one are alternatives. Empty
+    ``types`` or ``statuses`` select any; ``ids``/``entity_ids`` of ``None`` select any,
+    an empty tuple none. ``statuses`` are :data:`STATUS_FILTERS` values."""
+
+    user_id: str | None = None
+    types: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    stage: str | None = None
+    q: str | None = None
+    """Text search (case-insensitive, literal) over the id, type, input, progress details
+    and stage, error message, entity id and worker id."""
+    q_entity_ids: tuple[str, ...] = ()
+    """Entities whose own text matched ``q`` elsewhere (e.g. documents by title): their jobs
+    match the text search too."""
+    ids: tuple[str, ...] | None = None
+    entity_type: str | None = None
+    entity_ids: tuple[str, ...] | None = None
+    exclude_types: tuple[str, ...] = ()
+    """Hidden types, left out unless asked for by name in ``types``."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "types", tuple(dict.fromkeys(self.types)))
+        set_(self, "statuses", check_status_filter(self.statuses))
+        set_(self, "q_entity_ids", tuple(self.q_entity_ids))
+        set_(self, "exclude_types", tuple(t for t in self.exclude_types if t not in self.types))
+        for name in ("ids", "entity_ids"):
+            value = getattr(self, name)
+            if value is not None:
+                set_(self, name, tuple(value))
+
+    def without(self, dimension: str) -> JobFilter:
+        """This filter with one of the facet dimensions (type, status, stage) dropped."""
+        if dimension == "type":
+            return replace(self, types=())
+        if dimension == "status":
+            return replace(self, statuses=())
+        if dimension == "stage":
+            return replace(self, stage=None)
+        raise ValueError(dimension)
+
+    def shown_statuses(self) -> tuple[str, ...] | None:
+        """The shown statuses the status filter selects (None: any)."""
+        if not self.statuses:
+            return None
+        selected = set().union(*(STATUS_FILTER_MEANING[s] for s in self.statuses))
+        return tuple(s for s in SHOWN_STATUSES if s in selected)
+
+    def stored_statuses(self) -> tuple[str, ...] | None:
+        """The stored statuses behind :meth:`shown_statuses` (lets the database use its
+        status indexes)."""
+        shown = self.shown_statuses()
+        if shown is None:
+            return None
+        return tuple(dict.fromkeys(STORED_STATUS_OF[s].value for s in shown))
+
+    def checked_ids(self, name: str = "ids") -> tuple[str, ...] | None:
+        """``ids`` as canonical UUID strings; values that are no job id are dropped (they
+        match nothing)."""
+        value: tuple[str, ...] | None = getattr(self, name)
+        if value is None:
+            return None
+        out: list[str] = []
+        for item in value:
+            try:
+                out.append(str(uuid.UUID(str(item))))
+            except ValueError:
+                continue
+        return tuple(out)
+
+    def like_pattern(self) -> str | None:
+        """``q`` as a LIKE pattern (wildcards in it are literal; escape character ``\\``)."""
+        if not self.q:
+            return None
+        escaped = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"%{escaped}%"
+
+
+@dataclass
+class Facets:
+    """Counts for filter badges: each dimension counted under the filter's other two (so a
+    badge says how many jobs choosing it would show), plus the total under all three and
+    ``everything`` (under none of them)."""
+
+    total: int
+    by_type: dict[str, int]
+    by_status: dict[str, int]
+    by_stage: dict[str, int]
+    everything: int
+
+    @classmethod
+    def count(cls, f: JobFilter, groups: Iterable[tuple[str, str, str | None, int]]) -> Facets:
+        """From ``(job_type, shown status, stage, n)`` groups of the jobs matching ``f``
+        without its type, status and stage."""
+        by_type: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        by_stage: dict[str, int] = {}
+        total = everything = 0
+        for job_type, shown, stage, n in groups:
+            type_ok = not f.types or job_type in f.types
+            status_ok = status_filter_matches(shown, f.statuses)
+            stage_ok = not f.stage or stage == f.stage
+            everything += n
+            if status_ok and stage_ok:
+                by_type[job_type] = by_type.get(job_type, 0) + n
+            if type_ok and stage_ok:
+                for value in STATUS_FILTERS:
+                    if shown in STATUS_FILTER_MEANING[value]:
+                        by_status[value] = by_status.get(value, 0) + n
+            if type_ok and status_ok and stage:
+                by_stage[stage] = by_stage.get(stage, 0) + n
+            if type_ok and status_ok and stage_ok:
+                total += n
+        return cls(total, by_type, by_status, by_stage, everything)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "all": self.everything,
+            "by_type": self.by_type,
+            "by_status": self.by_status,
+            "by_stage": self.by_stage,
+        }
 
 
 @dataclass(frozen=True)
@@ -187,9 +422,12 @@ class WorkerInfo:
     last_seen_at: datetime | None
     concurrency: int
     stopped_at: datetime | None = None
+    job_types: tuple[str, ...] = ()
+    """The job types the worker claims (empty: not recorded)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> WorkerInfo:
+        types = row.get("job_types") or ""
         return cls(
             id=str(row["id"]),
             host=str(row["host"]),
@@ -198,6 +436,7 @@ class WorkerInfo:
             last_seen_at=parse_time(row.get("last_seen_at")),
             concurrency=int(row["concurrency"]),
             stopped_at=parse_time(row.get("stopped_at")),
+            job_types=tuple(t for t in str(types).split(",") if t),
         )
 
 

@@ -1,5 +1,10 @@
 """Adding sources to the library: a document row, the source in storage, and a
-``process_document`` job. Used by the CLI (`rhizome add`) and the HTTP API (upload)."""
+``process_document`` job. Used by the CLI (`rhizome add`) and the HTTP API (upload).
+
+A file is checked before anything is written, by the same function the extraction uses
+(:func:`rhizome.pipeline.extract.detect_type`, over the one table of accepted file types
+in :mod:`rhizome.pipeline.filetypes`): an image, a spreadsheet or binary junk is refused
+here with the message the web upload gives, not accepted and failed later."""
 
 from __future__ import annotations
 
@@ -14,34 +19,17 @@ from rhizome.jobs.registry import registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library.model import Document
 from rhizome.library.repo import Library
+from rhizome.pipeline.extract import detect_type
+from rhizome.pipeline.filetypes import stored_extension
 from rhizome.storage import Storage
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-_EXTENSIONS = {
-    ".pdf": "pdf",
-    ".epub": "epub",
-    ".html": "html",
-    ".htm": "html",
-    ".xhtml": "html",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".txt": "text",
-    ".text": "text",
-}
 
 
 @dataclass(frozen=True)
 class Added:
     document: Document
     job: Job
-
-
-def guess_type(filename: str | None) -> str:
-    """The source type from a file name ('unknown' when the extension says nothing; the
-    job then detects it from the bytes)."""
-    if not filename:
-        return "unknown"
-    return _EXTENSIONS.get(PurePath(filename).suffix.lower(), "unknown")
 
 
 def add_bytes(
@@ -64,9 +52,8 @@ def add_bytes(
             "Split the document or raise the limit.",
         )
     registry.get("process_document")  # fail before anything is written
-    source_type = guess_type(filename)
-    suffix = PurePath(filename).suffix.lower() if filename else ""
-    ext = suffix if suffix in _EXTENSIONS else ".bin"
+    source_type = detect_type(data, filename, content_type)  # refuses what cannot be read
+    ext = stored_extension(source_type, filename)
     library = Library(store)
     doc = library.create_document(
         user_id=user_id,

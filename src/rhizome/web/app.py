@@ -7,7 +7,6 @@ import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import anyio
@@ -22,14 +21,15 @@ from sse_starlette.sse import EventSourceResponse
 import rhizome
 from rhizome.app import App
 from rhizome.library.ingest import MAX_UPLOAD_BYTES
-from rhizome.web import api, errors, metrics, pages
+from rhizome.web import errors, metrics, pages
+from rhizome.web.api import router as api_router
+from rhizome.web.rendering import make_templates
+from rhizome.web.resources import STATIC
 from rhizome.web.security import GuardMiddleware, SecurityConfig
 from rhizome.web.sse import Broadcaster, event_stream, snapshot
 from rhizome.web.state import StateDep, UserDep, WebState
 
 log = logging.getLogger("rhizome.web")
-
-WEB_ROOT = resources.files("rhizome.web")
 
 
 def create_app(
@@ -87,11 +87,11 @@ def create_app(
         lifespan=lifespan,
     )
     fapp.state.web = state
-    fapp.state.templates = pages.make_templates()
+    fapp.state.templates = make_templates()
     errors.install(fapp)
-    fapp.include_router(api.router)
+    fapp.include_router(api_router)
     fapp.include_router(pages.router)
-    fapp.mount("/static", StaticFiles(directory=str(WEB_ROOT / "static")), name="static")
+    fapp.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @fapp.get(
         "/api/events",

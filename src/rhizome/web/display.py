@@ -1,16 +1,17 @@
-"""How jobs look in the UI and the API: type labels and icons (all eight types of the
-seed, registered or not), status labels, stage ranges, titles, ETA and guidance."""
+"""How jobs look in the UI and the API (rendering helpers, no I/O): type labels and icons
+(from the job registry only), status texts, stage ranges, titles, ETA, guidance, number and
+time formats, and the SVG icons."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 from markupsafe import Markup
 
-from rhizome.jobs.model import ErrorType, Job, JobStatus
+from rhizome.jobs.model import STATUS_FILTERS, ErrorType, Job, JobStatus
 from rhizome.jobs.registry import Registry, Stage
 
 # --- job types -------------------------------------------------------------------------
@@ -34,33 +35,19 @@ class TypeDisplay:
         }
 
 
-KNOWN_TYPES: dict[str, tuple[str, str]] = {
-    "process_document": ("Processing", "file-text"),
-    "import_document": ("Import", "download"),
-    "export_documents": ("Export", "package"),
-    "reprocess_connections": ("Connections", "network"),
-    "detect_connections": ("Detecting", "radar"),
-    "obsidian_export": ("Obsidian Export", "gem"),
-    "obsidian_sync": ("Obsidian Sync", "refresh-cw"),
-    "readwise_import": ("Readwise Import", "highlighter"),
-}
-"""The eight job types of the seed (its gap 6): shown with a label and an icon even
-before their handler is registered in this process."""
-
-
 def type_display(registry: Registry, name: str) -> TypeDisplay:
-    fallback_label, fallback_icon = KNOWN_TYPES.get(name, (_humanize(name), "box"))
+    """A job type's label and icon, as its registry entry declares them. A type that is not
+    registered in this process (its jobs may still be in the database) shows its name and
+    a plain box, and is never offered as a filter."""
     if name in registry:
         jt = registry.get(name)
-        icon = jt.icon if jt.icon in ICONS else fallback_icon
-        return TypeDisplay(name, jt.label or fallback_label, icon, jt.hidden, True)
-    return TypeDisplay(name, fallback_label, fallback_icon, False, False)
+        return TypeDisplay(name, jt.label or _humanize(name), jt.icon, jt.hidden, True)
+    return TypeDisplay(name, _humanize(name), "box", False, False)
 
 
 def all_types(registry: Registry, *, include_hidden: bool = False) -> list[TypeDisplay]:
-    """The eight known types first (in the seed's order), then other registered ones."""
-    names = list(KNOWN_TYPES) + [n for n in registry.names() if n not in KNOWN_TYPES]
-    out = [type_display(registry, n) for n in names]
+    """The registered job types (the ones offered as filters), by name."""
+    out = [type_display(registry, n) for n in registry.names()]
     return [t for t in out if include_hidden or not t.hidden]
 
 
@@ -74,21 +61,6 @@ def _humanize(name: str) -> str:
 
 # --- statuses -----------------------------------------------------------------------------
 
-StatusFilter = Literal[
-    "active",
-    "pending",
-    "processing",
-    "pausing",
-    "paused",
-    "retrying",
-    "failed",
-    "cancelling",
-    "cancelled",
-    "completed",
-]
-STATUS_FILTERS: tuple[str, ...] = get_args(StatusFilter)
-"""Values accepted by the status filter: the six stored statuses plus derived ones."""
-
 STATUS_TEXT: dict[str, str] = {
     "active": "Active",
     "pending": "Pending",
@@ -101,6 +73,9 @@ STATUS_TEXT: dict[str, str] = {
     "cancelled": "Cancelled",
     "completed": "Completed",
 }
+"""What the UI writes for each status filter value and shown status (which are defined in
+:mod:`rhizome.jobs.model`)."""
+assert set(STATUS_TEXT) == set(STATUS_FILTERS)
 
 
 def status_label(job: Job) -> str:
@@ -108,12 +83,13 @@ def status_label(job: Job) -> str:
     return job.display_status
 
 
-UNFINISHED = ("pending", "processing", "paused")
+DOCK_STATUSES = ("active", "paused", "retrying")
+"""Status filter values of the jobs the ProcessingDock shows: waiting, running, paused,
+or failed with an automatic retry due."""
 
 
 def is_dock_job(job: Job) -> bool:
-    """Shown in the ProcessingDock: waiting, running, paused, or failed with a retry due."""
-    return job.status.value in UNFINISHED or status_label(job) == "retrying"
+    return job.matches_status(DOCK_STATUSES)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -204,8 +180,9 @@ def percent_of(job: Job) -> float:
     return max(0.0, min(100.0, value))
 
 
-def job_title(job: Job, document_title: str | None = None) -> str:
-    """A short title (the seed's getJobTitle, for all types)."""
+def job_title(job: Job, document_title: str | None = None, type_label: str | None = None) -> str:
+    """A short title (the seed's getJobTitle, for all types); ``type_label`` (from the
+    registry) when nothing better is known."""
     if document_title:
         return document_title
     data = job.input_data
@@ -222,7 +199,7 @@ def job_title(job: Job, document_title: str | None = None) -> str:
         return f"Reprocessing connections ({mode})" if mode else "Reprocessing connections"
     if job.job_type == "noop":
         return f"No-op ({data.get('stages', 0)} stages, {data.get('units', 1)} units each)"
-    return KNOWN_TYPES.get(job.job_type, (_humanize(job.job_type), ""))[0]
+    return type_label or _humanize(job.job_type)
 
 
 def eta_seconds(job: Job, now: datetime | None = None) -> float | None:
@@ -334,6 +311,9 @@ _PATHS: dict[str, str] = {
     "highlighter": '<path d="m9 11-6 6v3h9l3-3"/>'
     '<path d="m22 12-4.6 4.6a2 2 0 0 1-2.8 0l-5.2-5.2a2 2 0 0 1 0-2.8L14 4"/>',
     "circle-dashed": '<circle cx="12" cy="12" r="9" stroke-dasharray="3 3"/>',
+    "zap": '<path d="M13 2 3 14h9l-1 8 10-12h-9l1-8z"/>',
+    "git-branch": '<path d="M6 3v12"/><circle cx="18" cy="6" r="3"/><circle cx="6" cy="18" r="3"/>'
+    '<path d="M18 9a9 9 0 0 1-9 9"/>',
     "box": '<rect x="3" y="3" width="18" height="18" rx="2"/>',
     "pause": '<rect x="6" y="4" width="4" height="16" rx="1"/>'
     '<rect x="14" y="4" width="4" height="16" rx="1"/>',
@@ -348,6 +328,8 @@ ICONS = frozenset(_PATHS)
 
 
 def icon(name: str, size: int = 18, title: str | None = None) -> Markup:
+    """An icon as inline SVG; a name without a drawing (e.g. a job type's icon that this
+    set lacks) shows a plain box."""
     body = _PATHS.get(name, _PATHS["box"])
     label = f"<title>{Markup.escape(title)}</title>" if title else ""
     return Markup(

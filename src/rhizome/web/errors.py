@@ -25,6 +25,7 @@ from rhizome.errors import (
     UnknownJobTypeError,
 )
 from rhizome.library.repo import DocumentNotFoundError
+from rhizome.web.rendering import error_page
 from rhizome.web.security import RequestTooLarge
 
 log = logging.getLogger("rhizome.web")
@@ -80,8 +81,6 @@ def _wants_html(request: Request) -> bool:
 
 
 def _page(request: Request, status: int, title: str, message: str, hint: str) -> Response:
-    from rhizome.web.pages import error_page
-
     return error_page(request, status, title, message, hint)
 
 

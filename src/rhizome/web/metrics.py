@@ -21,7 +21,6 @@ from prometheus_client.registry import Collector
 
 from rhizome.jobs.model import JobStatus, parse_time
 from rhizome.jobs.store import SqlJobStore
-from rhizome.web import queries
 from rhizome.web.sse import Broadcaster
 
 log = logging.getLogger("rhizome.web.metrics")
@@ -91,9 +90,9 @@ class JobCollector(Collector):
                 jobs.add_metric([job_type, status.value], counts.get((status.value, job_type), 0))
         yield jobs
 
-        started = queries.recent_started(store, now - WINDOW)
+        snapshot = store.metrics_snapshot(now - WINDOW)
         latency: dict[str, list[float]] = {}
-        for r in started:
+        for r in snapshot.started:
             if int(r.get("attempt") or 0) != 1:
                 continue  # the first claim only; reclaims and resumes measure other things
             due = max(
@@ -112,9 +111,8 @@ class JobCollector(Collector):
             claim.add_metric([job_type], _histogram(values, CLAIM_BUCKETS), sum(values))
         yield claim
 
-        finished = queries.recent_finished(store, now - WINDOW)
         durations: dict[tuple[str, str], list[float]] = {}
-        for r in finished:
+        for r in snapshot.finished:
             value = _seconds(r["started_at"], r["completed_at"])
             if value is not None:
                 durations.setdefault((str(r["job_type"]), str(r["status"])), []).append(value)
@@ -139,7 +137,7 @@ class JobCollector(Collector):
             "Failed jobs waiting for an automatic retry.",
             labels=["job_type"],
         )
-        for r in queries.retry_totals(store):
+        for r in snapshot.retries:
             retries.add_metric([str(r["job_type"])], float(r["retries"] or 0))
             scheduled.add_metric([str(r["job_type"])], float(r["scheduled"] or 0))
         yield retries
@@ -168,7 +166,7 @@ class JobCollector(Collector):
             labels=["job_type"],
         )
         ages: dict[str, float] = {}
-        for r in queries.heartbeat_ages(store):
+        for r in snapshot.heartbeats:
             age = _seconds(r["heartbeat_at"], now)
             if age is not None:
                 ages[str(r["job_type"])] = max(ages.get(str(r["job_type"]), 0.0), age)

@@ -12,92 +12,23 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 
-import rhizome
 from rhizome.errors import InvalidInputError
+from rhizome.jobs.model import STATUS_FILTERS
 from rhizome.library import Library
-from rhizome.web import display, queries
-from rhizome.web.api import build_filter, document_bundle, latest_jobs
-from rhizome.web.documents import document_markdown
+from rhizome.web import display
+from rhizome.web.rendering import render, show_hidden
 from rhizome.web.security import SESSION_COOKIE, session_value
-from rhizome.web.state import StateDep, UserDep, WebState
-from rhizome.web.views import document_view, job_detail, job_summary
+from rhizome.web.services import jobs as job_service
+from rhizome.web.services.documents import document_bundle, document_markdown, latest_jobs
+from rhizome.web.state import StateDep, UserDep
+from rhizome.web.views import document_view, job_summary
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
-HIDDEN_COOKIE = "rhizome_hidden"
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
-
-
-def make_templates() -> Jinja2Templates:
-    from rhizome.web.app import WEB_ROOT
-
-    templates = Jinja2Templates(directory=str(WEB_ROOT / "templates"))
-    env = templates.env
-    env.globals.update(icon=display.icon, STATUS_TEXT=display.STATUS_TEXT)
-    env.filters.update(
-        int=display.fmt_int,
-        bytes=display.fmt_bytes,
-        duration=display.fmt_duration,
-        time=display.fmt_time,
-        iso=display.iso,
-        pct=lambda v: f"{float(v or 0):.0f}",
-        short=lambda v, n=12: (str(v)[:n] + "…") if v and len(str(v)) > n else (v or ""),
-    )
-    return templates
-
-
-def _show_hidden(request: Request) -> bool:
-    return request.cookies.get(HIDDEN_COOKIE) == "1"
-
-
-def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    state: WebState = request.app.state.web
-    page = context.get("page", "")
-    hidden = _show_hidden(request)
-    boot = {
-        "page": page,
-        "hidden": hidden,
-        "icons": display.icon_svgs(),
-        "status_text": display.STATUS_TEXT,
-        "job_id": context.get("job_id"),
-        "document_id": context.get("document_id"),
-        "token_mode": bool(state.security.token),
-    }
-    ctx = {
-        "request": request,
-        "page": page,
-        "hidden": hidden,
-        "show_dock": page != "jobs",
-        "boot_json": json.dumps(boot).replace("<", "\\u003c"),  # inert inside <script>
-        "version": rhizome.__version__,
-        "token_mode": bool(state.security.token),
-        **context,
-    }
-    templates: Jinja2Templates = request.app.state.templates
-    response = templates.TemplateResponse(request, name, ctx, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
-    )
-    return response
-
-
-def error_page(request: Request, status: int, title: str, message: str, hint: str) -> Response:
-    try:
-        return render(
-            request,
-            "error.html",
-            {"page": "error", "title": title, "message": message, "hint": hint},
-            status=status,
-        )
-    except Exception:
-        return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status)
 
 
 # --- library --------------------------------------------------------------------------------------
@@ -108,7 +39,7 @@ def library_page(
     request: Request, state: StateDep, user: UserDep, partial: bool = False
 ) -> HTMLResponse:
     docs = Library(state.store).list_documents(user, limit=500)
-    latest = latest_jobs(state, [d.id for d in docs], user)
+    latest = latest_jobs(state.store, [d.id for d in docs], user)
     rows = [document_view(d, latest.get(d.id)) for d in docs]
     ctx = {
         "page": "library",
@@ -122,7 +53,7 @@ def library_page(
 def document_page(
     request: Request, state: StateDep, user: UserDep, document_id: str, partial: bool = False
 ) -> HTMLResponse:
-    bundle = document_bundle(state, document_id, user)
+    bundle = document_bundle(state.store, state.registry, document_id, user)
     doc = Library(state.store).get_document(document_id, user)
     text = document_markdown(state.storage, doc)
     ctx = {
@@ -152,11 +83,12 @@ def jobs_page(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     partial: bool = False,
 ) -> HTMLResponse:
-    hidden = _show_hidden(request)
+    hidden = show_hidden(request)
     type, status, stage, q = (v or None for v in (type, status, stage, q))
     try:
-        f = build_filter(
+        f = job_service.build_filter(
             state,
+            user,
             types=[type] if type else [],
             statuses=[status] if status else [],
             stage=stage,
@@ -171,11 +103,13 @@ def jobs_page(
             status=422,
         )
     offset = (page - 1) * PAGE_SIZE
-    result = queries.search_jobs(state.store, f, user_id=user, limit=PAGE_SIZE, offset=offset)
-    counts = queries.facets(state.store, f, user_id=user)
-    types = display.all_types(state.registry, include_hidden=hidden)
-    if type and type not in {t.name for t in types}:
-        types.append(display.type_display(state.registry, type))
+    result = job_service.search(state, f, limit=PAGE_SIZE, offset=offset)
+    counts = job_service.facets(state, f)
+    types = [  # registered types only: others are never offered as filters
+        t
+        for t in display.all_types(state.registry, include_hidden=True)
+        if hidden or not t.hidden or t.name == type
+    ]
     stages = dict(sorted(counts.by_stage.items()))
     if stage and stage not in stages:
         stages[stage] = 0
@@ -196,7 +130,7 @@ def jobs_page(
         ],
         "counts": counts,
         "types": types,
-        "statuses": display.STATUS_FILTERS,
+        "statuses": STATUS_FILTERS,
         "stages": stages,
         "current": current,
         "link": link,
@@ -221,19 +155,10 @@ def jobs_page(
 def job_page(
     request: Request, state: StateDep, user: UserDep, job_id: str, partial: bool = False
 ) -> HTMLResponse:
-    job = state.store.get(job_id, user)
-    worker = None
-    if job.worker_id:
-        worker = next((w for w in state.store.list_workers() if w.id == job.worker_id), None)
-    title = None
-    if job.entity_type == "document" and job.entity_id:
-        title = state.broadcaster.document_title(job.entity_id, job.user_id)
-    detail = job_detail(
-        state.registry, job, document_title=title, events=state.store.events(job.id), worker=worker
-    )
+    detail = job_service.job_with_context(state, job_id, user)
     ctx = {
         "page": "job",
-        "job_id": job.id,
+        "job_id": detail["id"],
         "job": detail,
         "now": datetime.now(UTC),
         "input_json": json.dumps(detail["input_data"], indent=2, default=str),

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -22,10 +21,10 @@ from typing import Any
 
 from rhizome.errors import RhizomeError
 from rhizome.jobs.events import Change, ChangeFeed, Subscription
+from rhizome.jobs.model import JobFilter
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
-from rhizome.library import Library
-from rhizome.web.queries import JobFilter, search_jobs
+from rhizome.web.services.documents import TitleCache
 from rhizome.web.views import job_summary
 
 log = logging.getLogger("rhizome.web.sse")
@@ -85,7 +84,8 @@ class Broadcaster:
         self._sub: Subscription | None = None
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._owners_lock = threading.Lock()
-        self._titles: dict[str, tuple[float, str | None]] = {}
+        self.titles = TitleCache(store)
+        """Document titles of jobs (shared with the API and the pages)."""
         self.messages_sent = 0
         self.feed_ok = False
 
@@ -195,10 +195,7 @@ class Broadcaster:
         if change.kind == "job" and change.job is not None:
             job = change.job
             self.remember(job.id, job.user_id)
-            title = None
-            if job.entity_type == "document" and job.entity_id:
-                title = self.document_title(job.entity_id, job.user_id)
-            data = job_summary(self.registry, job, title)
+            data = job_summary(self.registry, job, self.titles.of_job(job))
             return job.user_id, "job", _dumps(data)
         if change.kind == "event" and change.event is not None:
             event = change.event
@@ -217,20 +214,6 @@ class Broadcaster:
             return owner, "deleted", _dumps({"job_id": change.job_id})
         return None
 
-    def document_title(self, document_id: str, user_id: str) -> str | None:
-        now = time.monotonic()
-        cached = self._titles.get(document_id)
-        if cached is not None and now - cached[0] < 5.0:
-            return cached[1]
-        try:
-            title: str | None = Library(self.store).get_document(document_id, user_id).title
-        except RhizomeError:
-            title = None
-        if len(self._titles) > 10_000:
-            self._titles.clear()
-        self._titles[document_id] = (now, title)
-        return title
-
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
@@ -238,18 +221,14 @@ def _dumps(data: Any) -> str:
 
 def snapshot(store: SqlJobStore, registry: Registry, b: Broadcaster, user_id: str) -> str:
     """The user's unfinished jobs (running first), for a client that (re)connects."""
-    running = search_jobs(store, JobFilter(statuses=("processing",)), user_id=user_id, limit=100)
-    waiting = search_jobs(
-        store,
-        JobFilter(statuses=("pending", "paused", "retrying")),
-        user_id=user_id,
-        limit=100,
+    running = store.search_jobs(JobFilter(user_id=user_id, statuses=("processing",)), limit=100)
+    waiting = store.search_jobs(
+        JobFilter(user_id=user_id, statuses=("pending", "paused", "retrying")), limit=100
     )
     jobs = []
-    for page in (running, waiting):
-        for job in page.jobs:
-            b.remember(job.id, job.user_id)
-            jobs.append(job_summary(registry, job, page.document_titles.get(job.id)))
+    for job in running + waiting:
+        b.remember(job.id, job.user_id)
+        jobs.append(job_summary(registry, job, b.titles.of_job(job)))
     return _dumps(
         {
             "jobs": jobs,

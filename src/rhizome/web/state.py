@@ -45,7 +45,8 @@ class WebState:
         return self.app.registry
 
     def known_types(self) -> set[str]:
-        return set(display.KNOWN_TYPES) | set(self.registry.names())
+        """The job types offered as filters and accepted by the API: the registered ones."""
+        return set(self.registry.names())
 
     def hidden_types(self) -> tuple[str, ...]:
         return tuple(display.hidden_types(self.registry))

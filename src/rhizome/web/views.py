@@ -54,7 +54,7 @@ def job_summary(registry: Registry, job: Job, document_title: str | None = None)
             "type_label": t.label,
             "type_icon": t.icon,
             "hidden": t.hidden,
-            "title": display.job_title(job, document_title),
+            "title": display.job_title(job, document_title, t.label),
             "percent": display.percent_of(job),
             "stage": job.stage,
             "stage_label": display.stage_label(registry, job),

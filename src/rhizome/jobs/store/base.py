@@ -13,6 +13,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,11 +22,14 @@ from rhizome.jobs import states
 from rhizome.jobs.model import (
     Control,
     ErrorType,
+    Facets,
     Job,
     JobEvent,
+    JobFilter,
     JobStatus,
     NewJob,
     WorkerInfo,
+    parse_time,
 )
 from rhizome.jobs.store.queries import Migration, load_migrations, load_queries
 
@@ -42,6 +46,29 @@ class Tx(Protocol):
     def run(self, name: str, params: dict[str, Any] | None = None) -> int: ...
     def many(self, name: str, params: Sequence[dict[str, Any]]) -> None: ...
     def script(self, sql: str) -> None: ...
+
+
+class ChangeWaiter(Protocol):
+    """Blocks until the database changed (True) or ``timeout`` seconds passed (False)."""
+
+    def __call__(self, timeout: float) -> bool: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """The rows behind the Prometheus metrics (read at scrape time)."""
+
+    started: list[Row]
+    """Jobs started since the window began: job_type, created_at, run_at, started_at,
+    attempt."""
+    finished: list[Row]
+    """Jobs finished since the window began: job_type, status, started_at, completed_at."""
+    retries: list[Row]
+    """Per job type: retries (recorded on the jobs in the table) and scheduled (jobs
+    waiting for an automatic retry, i.e. shown as retrying)."""
+    heartbeats: list[Row]
+    """Processing jobs: job_type, worker_id, heartbeat_at."""
 
 
 MIGRATION_SETS: list[tuple[str, str]] = [("jobs", "rhizome.jobs.store")]
@@ -82,6 +109,12 @@ class SqlJobStore(ABC):
     @abstractmethod
     def wait_for_jobs(self, timeout: float) -> bool:
         """Block until new work may be due (a wake-up arrived) or ``timeout`` passes."""
+
+    @abstractmethod
+    def change_waiter(self) -> ChangeWaiter:
+        """A waiter for the change feed (:mod:`rhizome.jobs.events`): it returns as soon as
+        anything was committed (PostgreSQL: LISTEN for the change trigger's NOTIFY;
+        SQLite: ``PRAGMA data_version``). Close it when done."""
 
     @abstractmethod
     def claim(
@@ -218,19 +251,19 @@ class SqlJobStore(ABC):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Job]:
-        params = {
-            "statuses": [JobStatus(s).value for s in statuses] if statuses else None,
-            "types": list(job_types) if job_types else None,
-            "stage": stage,
-            "ids": [_check_id(i) for i in ids] if ids is not None else None,
-            "user_id": user_id,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "limit": limit,
-            "offset": offset,
-        }
-        with self.session() as s:
-            return [Job.from_row(r) for r in s.all("list_jobs", params)]
+        """Newest first. ``statuses`` are status filter values (the stored statuses and the
+        derived ones: active, pausing, cancelling, retrying; see
+        :data:`rhizome.jobs.model.STATUS_FILTERS`); an unknown one is a ``ValueError``."""
+        f = JobFilter(
+            user_id=user_id,
+            types=tuple(job_types or ()),
+            statuses=tuple(statuses or ()),
+            stage=stage,
+            ids=tuple(_check_id(i) for i in ids) if ids is not None else None,
+            entity_type=entity_type,
+            entity_ids=(entity_id,) if entity_id is not None else None,
+        )
+        return self.search_jobs(f, limit=limit, offset=offset)
 
     def count_jobs(self, user_id: str | None = None) -> dict[tuple[str, str], int]:
         """``{(status, job_type): count}``."""
@@ -437,15 +470,16 @@ class SqlJobStore(ABC):
         stage: str | None = None,
         user_id: str | None = None,
     ) -> list[str]:
-        """Ids of the jobs matching a filter (oldest first)."""
-        params = {
-            "statuses": [JobStatus(x).value for x in statuses] if statuses else None,
-            "types": list(job_types) if job_types else None,
-            "stage": stage,
-            "user_id": user_id,
-        }
-        with self.session() as s:
-            return [str(r["id"]) for r in s.all("job_ids_where", params)]
+        """Ids of the jobs matching a filter (oldest first); ``statuses`` as in
+        :meth:`list_jobs`."""
+        return self.filtered_job_ids(
+            JobFilter(
+                user_id=user_id,
+                types=tuple(job_types or ()),
+                statuses=tuple(statuses or ()),
+                stage=stage,
+            )
+        )
 
     def delete_many(
         self, ids: Sequence[str], *, user_id: str | None = None, reason: str = "deleted"
@@ -514,6 +548,82 @@ class SqlJobStore(ABC):
     def list_workers(self) -> list[WorkerInfo]:
         with self.session() as s:
             return [WorkerInfo.from_row(r) for r in s.all("list_workers")]
+
+    # --- read models: search, facet counts, metrics, change feed (sql/*/views.sql) --------
+
+    def search_jobs(self, f: JobFilter, *, limit: int = 50, offset: int = 0) -> list[Job]:
+        """The jobs matching ``f``, newest first."""
+        params = {**self._filter_params(f), "limit": limit, "offset": offset}
+        with self.session() as s:
+            return [Job.from_row(r) for r in s.all("list_jobs", params)]
+
+    def filtered_job_ids(self, f: JobFilter, *, limit: int | None = None) -> list[str]:
+        """Ids of the jobs matching ``f``, oldest first (what bulk actions by filter use)."""
+        with self.session() as s:
+            rows = s.all("filtered_job_ids", {**self._filter_params(f), "limit": limit})
+        return [str(r["id"]) for r in rows]
+
+    def facet_counts(self, f: JobFilter) -> Facets:
+        """Counts for filter badges (see :class:`~rhizome.jobs.model.Facets`): one grouped
+        query under ``f`` without its type, status and stage."""
+        base = f.without("type").without("status").without("stage")
+        with self.session() as s:
+            rows = s.all("facet_counts", self._filter_params(base))
+        return Facets.count(
+            f,
+            (
+                (str(r["job_type"]), str(r["shown"]), _text_or_none(r["stage"]), int(r["n"]))
+                for r in rows
+            ),
+        )
+
+    def metrics_snapshot(self, since: datetime, *, limit: int = 5000) -> MetricsSnapshot:
+        """The rows behind the Prometheus metrics; ``since``: the start of the window for
+        the recently started and finished jobs."""
+        window = {"since": self._time_param(since), "limit": limit}
+        with self.session() as s:
+            return MetricsSnapshot(
+                started=s.all("metrics_started", window),
+                finished=s.all("metrics_finished", window),
+                retries=s.all("metrics_retries"),
+                heartbeats=s.all("metrics_heartbeats"),
+            )
+
+    def feed_position(self) -> tuple[int, datetime]:
+        """The newest timeline event id and the database's clock: where a change feed
+        starts reading."""
+        with self.session() as s:
+            row = s.one("last_event_id")
+        assert row is not None
+        now = parse_time(row["now"])
+        assert now is not None
+        return int(row["id"]), now
+
+    def changes_since(
+        self, since: datetime | None, after_event: int
+    ) -> tuple[list[Job], list[JobEvent]]:
+        """Jobs updated (or heartbeating) after ``since`` and timeline events after the id
+        ``after_event``, oldest first, at most 1,000 of each."""
+        when = since if since is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        with self.session() as s:
+            jobs = s.all("changed_jobs", {"since": self._time_param(when)})
+            events = s.all("events_after", {"after": after_event})
+        return [Job.from_row(r) for r in jobs], [JobEvent.from_row(r) for r in events]
+
+    def _filter_params(self, f: JobFilter) -> Row:
+        return {
+            "user_id": f.user_id,
+            "types": list(f.types) or None,
+            "exclude_types": list(f.exclude_types) or None,
+            "stored": _list_or_none(f.stored_statuses()),
+            "shown": _list_or_none(f.shown_statuses()),
+            "stage": f.stage,
+            "ids": _list_or_none(f.checked_ids("ids")),
+            "entity_type": f.entity_type,
+            "entity_ids": _list_or_none(f.entity_ids),
+            "pattern": f.like_pattern(),
+            "q_entity_ids": list(f.q_entity_ids),
+        }
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -625,6 +735,14 @@ class SqlJobStore(ABC):
                 "worker_id": worker_id,
             },
         )
+
+
+def _list_or_none(values: Sequence[str] | None) -> list[str] | None:
+    return list(values) if values is not None else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _stage(row: Row) -> str | None:

@@ -7,6 +7,7 @@ job starts within milliseconds; a short poll is the fallback.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,10 +21,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from rhizome.errors import DatabaseUnavailableError
 from rhizome.jobs.model import Control, Job
-from rhizome.jobs.store.base import Row, SqlJobStore, Tx
+from rhizome.jobs.store.base import ChangeWaiter, Row, SqlJobStore, Tx
 from rhizome.jobs.store.queries import Migration
 
 WAKEUP_CHANNEL = "rhizome_wakeup"
+CHANGES_CHANNEL = "rhizome_changes"
+"""Notified by the statement trigger of migration 0004 on every change to a job."""
 _MIGRATION_LOCK_KEY = 0x52485A4D  # "RHZM"
 
 
@@ -150,6 +153,9 @@ class PostgresJobStore(SqlJobStore):
             return True  # reconnect next time; let the caller poll meanwhile
         return False
 
+    def change_waiter(self) -> ChangeWaiter:
+        return _ListenWaiter(self._conninfo)
+
     # --- batch operations -----------------------------------------------------------------
 
     def _insert_new(self, tx: Tx, rows: list[Row]) -> list[Row]:
@@ -229,6 +235,32 @@ class PostgresJobStore(SqlJobStore):
             if rows:
                 self._wakeup(tx, set())
         return [str(r["id"]) for r in rows]
+
+
+class _ListenWaiter:
+    """``LISTEN rhizome_changes`` on a connection of its own."""
+
+    def __init__(self, conninfo: str) -> None:
+        try:
+            self.conn = psycopg.connect(conninfo, autocommit=True)
+            self.conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError(
+                f"Cannot listen for changes on PostgreSQL at {_redact(conninfo)}: "
+                f"{_first_line(exc)}."
+            ) from None
+
+    def __call__(self, timeout: float) -> bool:
+        try:
+            return any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError(
+                f"Lost the change feed connection: {_first_line(exc)}."
+            ) from None
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,9 @@
-"""Loads named SQL queries (``-- name: foo`` blocks) and numbered migrations from files."""
+"""Loads named SQL queries (``-- name: foo`` blocks) and numbered migrations from files.
+
+A ``-- fragment: bar`` block is a piece of SQL (an expression, a WHERE condition) that
+queries of the same dialect folder include as ``{{bar}}``, so that one condition has one
+definition; fragments may include fragments. They are not queries themselves.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,49 @@ from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_BLOCK = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 def parse_queries(text: str) -> dict[str, str]:
-    """Split a queries file into ``{name: sql}``; full-line comments are dropped."""
-    queries: dict[str, str] = {}
-    matches = list(_NAME.finditer(text))
+    """Split a queries file into ``{name: sql}``; full-line comments are dropped (and so
+    are fragments: see :func:`parse_blocks`)."""
+    return parse_blocks(text)[0]
+
+
+def parse_blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Split a queries file into ``({name: sql}, {fragment name: sql})``."""
+    blocks: tuple[dict[str, str], dict[str, str]] = ({}, {})
+    matches = list(_BLOCK.finditer(text))
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         body = text[match.end() : end]
         lines = [ln for ln in body.splitlines() if not ln.lstrip().startswith("--")]
         sql = "\n".join(lines).strip().rstrip(";").strip()
-        if match.group(1) in queries:
-            raise ValueError(f"duplicate query name {match.group(1)!r}")
-        queries[match.group(1)] = sql
-    return queries
+        kind, name = match.group(1), match.group(2)
+        found = blocks[0] if kind == "name" else blocks[1]
+        if name in found:
+            raise ValueError(f"duplicate {'query' if kind == 'name' else kind} name {name!r}")
+        found[name] = sql
+    return blocks
+
+
+def expand_fragments(queries: dict[str, str], fragments: dict[str, str]) -> dict[str, str]:
+    """Replace every ``{{fragment}}`` in the queries (and in fragments) by its SQL."""
+
+    def expand(sql: str, seen: tuple[str, ...]) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in fragments:
+                raise ValueError(f"unknown SQL fragment {name!r}")
+            if name in seen:
+                raise ValueError(f"SQL fragment {name!r} includes itself")
+            return expand(fragments[name], (*seen, name))
+
+        return _INCLUDE.sub(one, sql)
+
+    return {name: expand(sql, ()) for name, sql in queries.items()}
 
 
 def sql_dir(dialect: str, package: str = "rhizome.jobs.store") -> Traversable:
@@ -33,18 +64,22 @@ def sql_dir(dialect: str, package: str = "rhizome.jobs.store") -> Traversable:
 
 @cache
 def load_queries(dialect: str, package: str = "rhizome.jobs.store") -> dict[str, str]:
-    """Every ``*.sql`` file of the dialect folder (not its migrations), merged."""
+    """Every ``*.sql`` file of the dialect folder (not its migrations), merged, with their
+    fragments expanded."""
     queries: dict[str, str] = {}
+    fragments: dict[str, str] = {}
     files = sorted(
         (f for f in sql_dir(dialect, package).iterdir() if f.name.endswith(".sql")),
         key=lambda f: f.name,
     )
     for entry in files:
-        for name, sql in parse_queries(entry.read_text("utf-8")).items():
-            if name in queries:
-                raise ValueError(f"query {name!r} is defined twice in {dialect}/*.sql")
-            queries[name] = sql
-    return queries
+        named, pieces = parse_blocks(entry.read_text("utf-8"))
+        for found, into, what in ((named, queries, "query"), (pieces, fragments, "fragment")):
+            for name, sql in found.items():
+                if name in into:
+                    raise ValueError(f"{what} {name!r} is defined twice in {dialect}/*.sql")
+                into[name] = sql
+    return expand_fragments(queries, fragments)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 from rhizome.errors import DatabaseUnavailableError
 from rhizome.jobs.model import Control, Job
-from rhizome.jobs.store.base import Row, SqlJobStore, Tx
+from rhizome.jobs.store.base import ChangeWaiter, Row, SqlJobStore, Tx
 from rhizome.jobs.store.queries import Migration
 
 _LOCAL_WAKEUPS: dict[str, threading.Condition] = {}
@@ -197,6 +197,9 @@ class SqliteJobStore(SqlJobStore):
             if watcher.execute("PRAGMA data_version").fetchone()[0] != start:
                 return True
 
+    def change_waiter(self) -> ChangeWaiter:
+        return _DataVersionWaiter(self.path)
+
     # --- batch operations -----------------------------------------------------------------
 
     def _insert_new(self, tx: Tx, rows: list[Row]) -> list[Row]:
@@ -343,6 +346,39 @@ class SqliteJobStore(SqlJobStore):
         if rows:
             self._wakeup(tx, set())
         return [str(r["id"]) for r in rows]
+
+
+class _DataVersionWaiter:
+    """Watches ``PRAGMA data_version`` on its own connection: it changes whenever another
+    connection (any process) commits."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.conn = sqlite3.connect(str(path), check_same_thread=False)
+            self.version = self._read()
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailableError(f"SQLite database {path}: {exc}.") from exc
+
+    def _read(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def __call__(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                now = self._read()
+            except sqlite3.Error as exc:
+                raise DatabaseUnavailableError(f"SQLite change feed: {exc}.") from exc
+            if now != self.version:
+                self.version = now
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        with suppress(sqlite3.Error):
+            self.conn.close()
 
 
 def _stage_of(row: Row) -> str | None:

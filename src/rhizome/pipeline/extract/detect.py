@@ -1,46 +1,25 @@
 """Which kind of document do these bytes hold?
 
 The bytes decide first (magic numbers), then the declared content type or file name
-(for the text formats, which have no magic number), then sniffing.
+(for the text formats, which have no magic number), then sniffing. What is accepted, by
+which names and MIME types, comes from the one table in :mod:`rhizome.pipeline.filetypes`;
+ingest and the web upload call :func:`detect_type` too, so a file is refused the same way
+everywhere.
 """
 
 from __future__ import annotations
 
 import io
-import posixpath
 import re
 import zipfile
 
 from rhizome.errors import InvalidInputError
+from rhizome.pipeline.filetypes import SOURCE_TYPES, SUPPORTED_HINT, declared_type, refused_type
 
 from .text import decode_text
 
-SUPPORTED = ("pdf", "epub", "html", "markdown", "text")
-SUPPORTED_HINT = "Rhizome reads PDF, EPUB, HTML, Markdown and plain-text files."
-
-_EXTENSIONS = {
-    ".pdf": "pdf",
-    ".epub": "epub",
-    ".html": "html",
-    ".htm": "html",
-    ".xhtml": "html",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".mdown": "markdown",
-    ".mkd": "markdown",
-    ".txt": "text",
-    ".text": "text",
-}
-_CONTENT_TYPES = {
-    "application/pdf": "pdf",
-    "application/x-pdf": "pdf",
-    "application/epub+zip": "epub",
-    "text/html": "html",
-    "application/xhtml+xml": "html",
-    "text/markdown": "markdown",
-    "text/x-markdown": "markdown",
-    "text/plain": "text",
-}
+SUPPORTED = SOURCE_TYPES
+__all__ = ["SUPPORTED", "SUPPORTED_HINT", "detect_type"]
 
 # (signature, offset, what it is) — formats people upload by mistake
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -86,14 +65,8 @@ _MARKDOWN_HINTS = re.compile(
 
 
 def _declared(filename: str | None, content_type: str | None) -> str | None:
-    if content_type:
-        kind = _CONTENT_TYPES.get(content_type.split(";", 1)[0].strip().lower())
-        if kind:
-            return kind
-    if filename:
-        ext = posixpath.splitext(filename.replace("\\", "/").lower())[1]
-        return _EXTENSIONS.get(ext)
-    return None
+    found = declared_type(filename, content_type)
+    return found.source_type if found else None
 
 
 def _zip_kind(data: bytes) -> str:
@@ -177,6 +150,11 @@ def detect_type(data: bytes, filename: str | None = None, content_type: str | No
             raise InvalidInputError(
                 f"This file is {what}, not a document Rhizome can read.", SUPPORTED_HINT
             )
+    refused = refused_type(filename, content_type)
+    if refused is not None:
+        raise InvalidInputError(
+            f"This file is {refused}, not a document Rhizome can read.", SUPPORTED_HINT
+        )
     sample = data[:65536]
     reason = _binary_reason(sample)
     if reason is not None and data.startswith(b"MZ"):

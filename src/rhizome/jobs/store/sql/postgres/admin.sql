@@ -15,14 +15,6 @@ WITH gone AS (
 )
 SELECT * FROM gone;
 
--- name: job_ids_where
-SELECT id FROM background_jobs
-WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
-  AND (%(stage)s::text IS NULL OR progress->>'stage' = %(stage)s)
-ORDER BY created_at, id;
-
 -- name: existing_job_ids
 SELECT id, status FROM background_jobs WHERE id = ANY(%(ids)s::uuid[]);
 

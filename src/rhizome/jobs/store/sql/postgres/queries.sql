@@ -56,18 +56,6 @@ SELECT * FROM background_jobs WHERE id = %(id)s;
 -- name: lock_job
 SELECT * FROM background_jobs WHERE id = %(id)s FOR UPDATE;
 
--- name: list_jobs
-SELECT * FROM background_jobs
-WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
-  AND (%(stage)s::text IS NULL OR progress->>'stage' = %(stage)s)
-  AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
-  AND (%(entity_type)s::text IS NULL OR entity_type = %(entity_type)s)
-  AND (%(entity_id)s::text IS NULL OR entity_id = %(entity_id)s)
-ORDER BY created_at DESC, id DESC
-LIMIT %(limit)s OFFSET %(offset)s;
-
 -- name: count_jobs
 SELECT status, job_type, count(*) AS n FROM background_jobs
 WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)

@@ -11,14 +11,6 @@ DELETE FROM background_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 -- name: delete_events_by_job_ids
 DELETE FROM job_events WHERE job_id IN (SELECT value FROM json_each(:ids));
 
--- name: job_ids_where
-SELECT id FROM background_jobs
-WHERE (:user_id IS NULL OR user_id = :user_id)
-  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
-  AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
-  AND (:stage IS NULL OR progress ->> 'stage' = :stage)
-ORDER BY created_at, id;
-
 -- name: existing_job_ids
 SELECT id, status FROM background_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 

@@ -35,18 +35,6 @@ SELECT * FROM background_jobs WHERE id = :id;
 -- name: lock_job
 SELECT * FROM background_jobs WHERE id = :id;
 
--- name: list_jobs
-SELECT * FROM background_jobs
-WHERE (:user_id IS NULL OR user_id = :user_id)
-  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
-  AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
-  AND (:stage IS NULL OR progress ->> 'stage' = :stage)
-  AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
-  AND (:entity_type IS NULL OR entity_type = :entity_type)
-  AND (:entity_id IS NULL OR entity_id = :entity_id)
-ORDER BY created_at DESC, id DESC
-LIMIT :limit OFFSET :offset;
-
 -- name: count_jobs
 SELECT status, job_type, count(*) AS n FROM background_jobs
 WHERE (:user_id IS NULL OR user_id = :user_id)

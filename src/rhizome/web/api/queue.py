@@ -1,0 +1,84 @@
+"""``/api/queue``, ``/api/job-types``, ``/api/workers``: pausing claims (all jobs or one
+type), the registered job types with their labels, icons and stages, and the workers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from rhizome.errors import InvalidInputError
+from rhizome.web import display
+from rhizome.web.api.common import JobTypeName, Model, Text, admin_for
+from rhizome.web.state import StateDep, UserDep
+from rhizome.web.views import worker_view
+
+router = APIRouter(tags=["queue"])
+
+
+class QueueRequest(Model):
+    type: JobTypeName | None = Field(None, description="One job type; omit for the whole queue.")
+    reason: Annotated[Text, Field(min_length=1, max_length=500)] = "queue paused"
+    pause_running: bool = Field(
+        False, description="Also ask running jobs to pause at their next safe point."
+    )
+
+
+class QueueResumeRequest(Model):
+    type: JobTypeName | None = None
+
+
+@router.get("/queue", summary="Queue and job-type pause state")
+def queue_state(state: StateDep, user: UserDep) -> dict[str, Any]:
+    controls = state.store.queue_controls()
+    return {
+        "paused": bool(controls.get("*", {}).get("paused")),
+        "controls": controls,
+    }
+
+
+@router.post("/queue/pause", summary="Stop claiming (all jobs, or one type)")
+def pause_queue(state: StateDep, user: UserDep, body: QueueRequest | None = None) -> dict[str, Any]:
+    body = body or QueueRequest()
+    if body.type is not None and body.type not in state.known_types():
+        raise InvalidInputError(f"Unknown job type {body.type!r}.")
+    result = admin_for(state, user).pause_queue(
+        body.type, reason=body.reason, pause_running=body.pause_running
+    )
+    return {"queue": queue_state(state, user), "paused_jobs": result.to_dict()}
+
+
+@router.post("/queue/resume", summary="Claim again (all, or one type)")
+def resume_queue(
+    state: StateDep, user: UserDep, body: QueueResumeRequest | None = None
+) -> dict[str, Any]:
+    job_type = body.type if body else None
+    if job_type is not None and job_type not in state.known_types():
+        raise InvalidInputError(f"Unknown job type {job_type!r}.")
+    admin_for(state, user).resume_queue(job_type)
+    return {"queue": queue_state(state, user)}
+
+
+@router.get("/job-types", summary="Job types with labels, icons and stages")
+def job_types(state: StateDep) -> dict[str, Any]:
+    """The registered job types (the only ones offered as filters), with the labels and
+    icons their registry entries declare."""
+    out = []
+    for t in display.all_types(state.registry, include_hidden=True):
+        item = t.to_dict()
+        described = state.registry.get(t.name).describe()
+        item.update(
+            {
+                "description": described["description"],
+                "stages": described["stages"],
+                "input_schema": described["input_schema"],
+            }
+        )
+        out.append(item)
+    return {"job_types": out}
+
+
+@router.get("/workers", summary="Registered workers and their heartbeats")
+def workers(state: StateDep) -> dict[str, Any]:
+    return {"workers": [worker_view(w) for w in state.store.list_workers()]}
