@@ -8,6 +8,8 @@ from rhizome.jobs.registry import Registry, registry
 def load_builtin_handlers() -> Registry:
     from rhizome.handlers import (  # noqa: F401
         detect_connections,
+        export_documents,
+        import_document,
         noop,
         process_document,
         reprocess_connections,

@@ -180,7 +180,7 @@ class Highlights:
         elif start is not None and end is not None:
             if not (0 <= start < end <= len(content)) or content[start:end] != text:
                 raise InvalidInputError(
-                    f"The offsets {start}–{end} do not hold the highlighted text in "
+                    f"The offsets {start}-{end} do not hold the highlighted text in "
                     "the document's markdown.",
                     "Send offsets into content.md (as chunks have them), or only the text.",
                 )
@@ -220,7 +220,7 @@ class Highlights:
                 raise InvalidInputError(
                     "This highlight exists already.", "List the document's highlights."
                 )
-        return self.get(row["id"], user_id)
+        return self.get(str(row["id"]), user_id)
 
     def get(self, highlight_id: str, user_id: str) -> Highlight:
         with self.store.session(self.queries) as s:
@@ -229,7 +229,7 @@ class Highlights:
             raise HighlightNotFoundError(f"No highlight with id {highlight_id}.")
         return Highlight.from_row(row)
 
-    def list(
+    def find(
         self,
         user_id: str,
         document_id: str | None = None,
