@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rhizome import cli_portability
 from rhizome.app import App
 from rhizome.config import load_settings
 from rhizome.errors import InvalidInputError, RhizomeError
@@ -503,6 +504,7 @@ def queue_status(as_json: JsonOpt = False) -> None:
 
 admin_app = typer.Typer(help="Clean-up and emergency actions.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+cli_portability.register(app, admin_app)  # export, import, highlights, admin scan-storage
 
 
 def _admin_action(name: str, run: Any, as_json: bool, yes: bool | None = None) -> None:

@@ -162,7 +162,7 @@ def export_documents(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
                     if ctx.storage.exists(name):
                         with ctx.storage.open_read(name) as part:
                             yield part  # read to its end before the next one opens
-                    if n % 10 == 0:
+                    if n % 10 == 0 or n == total - 1:
                         ctx.progress(
                             fraction=(n + 1) / total,
                             details=f"Joining document {n + 1:,} of {total:,}",
