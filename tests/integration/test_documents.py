@@ -200,7 +200,8 @@ def test_reprocess_connections_smart_keeps_validated(
     assert any(c.id == keep.id and c.user_validated for c in after)
     [job] = enqueue(store, "reprocess_connections", {"mode": "all"})
     _run(store, storage)
-    assert not any(c.id == keep.id for c in library.list_connections(a.document.id, "local"))
+    # all replaces every connection but the validated and starred ones (issue 14)
+    assert any(c.id == keep.id for c in library.list_connections(a.document.id, "local"))
 
 
 def _zip_bomb(path: Path) -> None:

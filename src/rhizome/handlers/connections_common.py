@@ -78,8 +78,17 @@ class Detection:
     def empty(self) -> bool:
         return not self.new or not self.rest
 
+    @property
+    def compared(self) -> int:
+        """How many other documents (with embedded chunks) the document is compared with."""
+        return len({c.document_id for c in self.rest})
+
     def counts(self) -> dict[str, int]:
-        return {"new_chunks": len(self.new), "library_chunks": len(self.rest)}
+        return {
+            "new_chunks": len(self.new),
+            "library_chunks": len(self.rest),
+            "documents_compared": self.compared,
+        }
 
     def run_batch(self, engine: str, batch: Sequence[ChunkView]) -> list[list[Any]]:
         """One engine over some of the document's chunks (rows as JSON-friendly lists)."""
@@ -115,6 +124,9 @@ class Detection:
                 "scores": f.scores,
                 "combined": f.combined,
                 "reason": f.reason,
+                # for the rejection check (a rejected pair is keyed by the two texts)
+                "source_text": self.pool[f.source_chunk_id].text,
+                "target_text": self.pool[f.target_chunk_id].text,
             }
             for f in merged
         ]

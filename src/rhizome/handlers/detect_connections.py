@@ -4,10 +4,14 @@ stored as ``connections`` rows.
 
 Each engine is a stage with a checkpoint per batch of the document's chunks, so a paused
 or crashed detection resumes inside the engine it was in, without redoing finished ones.
+The combined score is the weighted mean over the engines that judged a pair, with the
+weights of the settings (or of the input). Saving keeps the user's decisions: validated,
+starred and rejected connections stay, and a rejected pair is never shown again.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rhizome.handlers.connections_common import ENGINE_LABELS, Detection, run_engine
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
+from rhizome.library.connections import Curation, weights_from_settings
 from rhizome.library.repo import Library
 from rhizome.pipeline.connect import ENGINES, Weights
 
@@ -31,10 +36,15 @@ class DetectInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: str
-    semantic_weight: float = Field(0.25, ge=0)
-    contradiction_weight: float = Field(0.40, ge=0)
-    thematic_weight: float = Field(0.35, ge=0)
+    semantic_weight: float | None = Field(None, ge=0)
+    """None: the ``semantic_weight`` setting (default 0.25)."""
+    contradiction_weight: float | None = Field(None, ge=0)
+    """None: the ``contradiction_weight`` setting (default 0.40)."""
+    thematic_weight: float | None = Field(None, ge=0)
+    """None: the ``thematic_weight`` setting (default 0.35)."""
     keep_validated: bool = True
+    """True: replace only undecided connections (validated, starred and rejected ones
+    stay as they are); False: also replace rejected ones (validated and starred stay)."""
 
 
 @registry.job_type(
@@ -49,13 +59,23 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
     library = Library(ctx.store)
     user = ctx.job.user_id
     library.get_document(data.document_id, user)  # exists and is the user's
-    detection = Detection(
-        library,
-        data.document_id,
-        user,
-        Weights(data.semantic_weight, data.contradiction_weight, data.thematic_weight),
-    )
-    ctx.run_stage("load", detection.counts)
+    detection = Detection(library, data.document_id, user, Weights())
+
+    def load() -> dict[str, Any]:
+        weights = weights_from_settings(
+            data.semantic_weight, data.contradiction_weight, data.thematic_weight
+        )
+        return {
+            **detection.counts(),
+            "weights": [weights.of(e) for e in ENGINES],
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+
+    loaded: dict[str, Any] = ctx.run_stage("load", load)
+    if "weights" in loaded:
+        detection.weights = Weights(*loaded["weights"])
+    else:  # a checkpoint of an older version
+        detection.weights = weights_from_settings()
     found: dict[str, list[list[Any]]] = {}
     for engine in ENGINES:
 
@@ -69,11 +89,20 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
 
     def save() -> dict[str, Any]:
         connections = detection.combine(found)
-        inserted = library.replace_connections(
-            data.document_id, user, connections, keep_validated=data.keep_validated
+        started = loaded.get("started_at")
+        counts = Curation(ctx.store).save_detection(
+            data.document_id,
+            user,
+            connections,
+            mode="smart" if data.keep_validated else "all",
+            compared=detection.compared,
+            detected_at=datetime.fromisoformat(started) if started else None,
         )
         return {
-            "connections": inserted,
+            "connections": counts.after,
+            "found": len(connections),
+            **{k: v for k, v in counts.to_dict().items() if k != "after"},
+            "documents_compared": detection.compared,
             "by_engine": {
                 name: sum(1 for c in connections if c["scores"].get(name, 0) > 0)
                 for name in ENGINES

@@ -149,6 +149,9 @@ class Connection:
     reason: str | None = None
     user_validated: bool = False
     created_at: datetime | None = None
+    starred: bool = False
+    rejected: bool = False
+    decided_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Connection:
@@ -164,11 +167,16 @@ class Connection:
             reason=row.get("reason"),
             user_validated=bool(row.get("user_validated")),
             created_at=parse_time(row.get("created_at")),
+            starred=bool(row.get("starred")),
+            rejected=bool(row.get("rejected")),
+            decided_at=parse_time(row.get("decided_at")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
-        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        for key in ("created_at", "decided_at"):
+            value = out[key]
+            out[key] = value.isoformat() if value else None
         return out
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from rhizome.errors import RhizomeError
+from rhizome.errors import NotFoundError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.queries import load_queries
 from rhizome.library.model import Chunk, Connection, Document, encode_vector
 
 
-class DocumentNotFoundError(RhizomeError):
+class DocumentNotFoundError(NotFoundError):
     default_hint = "List documents with `rhizome docs list` to find a valid id."
 
 
@@ -139,7 +139,11 @@ class Library:
     ) -> list[Chunk]:
         """Idempotent: the document's chunks are exactly ``chunks`` afterwards (a re-run
         after a crash never duplicates). Each dict: index, text, start, end, token_count,
-        heading_path, and optionally id. Connections of old chunks go with them."""
+        heading_path, and optionally id. Connections of old chunks go with them, except
+        the ones the user decided on (validated, starred, rejected) whose passages
+        survive: they are re-attached to the new chunks with the same text."""
+        from rhizome.library.connections import reattach_decisions, remember_decisions
+
         rows = [
             {
                 "id": c.get("id") or str(uuid.uuid4()),
@@ -156,9 +160,11 @@ class Library:
             for c in chunks
         ]
         with self.store.transaction(self.queries) as tx:
+            decided = remember_decisions(tx, document_id, user_id)
             tx.run("delete_chunks", {"document_id": document_id, "user_id": user_id})
             for part in _parts(rows, 500):
                 tx.many("insert_chunk", part)
+            reattach_decisions(tx, decided, document_id, user_id, rows)
         return [
             Chunk(
                 id=r["id"],

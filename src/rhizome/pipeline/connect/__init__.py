@@ -3,13 +3,14 @@
 - :func:`semantic_engine` — cosine over embeddings, top-k, threshold, cross-document.
 - :func:`contradiction_engine` — shared concepts with opposing stance.
 - :func:`thematic_engine` — shared uncommon concepts across documents on different topics.
-- :func:`detect_connections` — runs the three and merges them with :class:`Weights`.
+- :func:`detect_connections` — runs the three and merges them with :class:`Weights`;
+  :func:`combined_score` is the weighted mean over the engines that judged a pair.
 
 A ``detect_connections`` job can also run the engines as separate pause-safe stages and
 merge the results with :func:`combine`.
 """
 
-from rhizome.pipeline.connect.combine import combine, detect_connections
+from rhizome.pipeline.connect.combine import combine, combined_score, detect_connections
 from rhizome.pipeline.connect.concepts import ConceptIndex, extract_concepts
 from rhizome.pipeline.connect.contradiction import contradiction_engine
 from rhizome.pipeline.connect.index import VectorIndex, normalize_rows
@@ -36,6 +37,7 @@ __all__ = [
     "Weights",
     "build_index",
     "combine",
+    "combined_score",
     "concept_index_for",
     "contradiction_engine",
     "detect_connections",

@@ -26,7 +26,7 @@ from rhizome.pipeline.connect.model import (
 from rhizome.pipeline.connect.semantic import DEFAULT_SEMANTIC_THRESHOLD, semantic_engine
 from rhizome.pipeline.connect.thematic import thematic_engine
 
-__all__ = ["combine", "detect_connections"]
+__all__ = ["combine", "combined_score", "detect_connections"]
 
 
 def _semantic_reason(
@@ -51,8 +51,14 @@ def combine(
     min_combined: float = 0.15,
     concepts_index: ConceptIndex | None = None,
 ) -> list[FoundConnection]:
-    """One :class:`FoundConnection` per chunk pair, ``combined`` = weighted sum of the
-    engine scores (a missing engine counts 0), kept if ``>= min_combined``.
+    """One :class:`FoundConnection` per chunk pair, kept if ``combined >= min_combined``.
+
+    ``combined`` is the **weighted mean over the engines that judged the pair** (those
+    that reported a score for it; an engine with weight 0 judges nothing):
+    ``sum(w[e] * s[e]) / sum(w[e])`` over those engines. A pair found only by the semantic
+    engine at cosine 0.68 scores 0.68, whatever the other weights, so scores are
+    comparable across pairs found by one, two or three engines (:func:`combined_score`).
+    ``scores`` holds the judging engines only.
 
     ``chunks`` maps every id the engines mention to its view. Pairs are directed from a
     new chunk to a library chunk; a pair between two new chunks (several new documents at
@@ -84,14 +90,16 @@ def combine(
     found: list[FoundConnection] = []
     for (source, target), slot in merged.items():
         scores = {
-            engine: round(slot[engine][0], 6) if engine in slot else 0.0 for engine in ENGINES
+            engine: round(slot[engine][0], 6)
+            for engine in ENGINES
+            if engine in slot and weights.of(engine) > 0
         }
-        combined = round(sum(weights.of(e) * scores[e] for e in ENGINES), 6)
-        if combined < min_combined:
+        combined = combined_score(scores, weights)
+        if combined is None or combined < min_combined:
             continue
         parts: list[tuple[float, str]] = []
         for engine in ENGINES:
-            if engine not in slot:
+            if engine not in scores:
                 continue
             reason = slot[engine][1]
             if engine == "semantic":
@@ -113,6 +121,22 @@ def combine(
         )
     found.sort(key=lambda c: (-c.combined, c.source_chunk_id, c.target_chunk_id))
     return found
+
+
+def combined_score(scores: Mapping[str, float], weights: Weights = Weights()) -> float | None:
+    """The weighted mean of the scores of the engines that judged a pair (the keys of
+    ``scores`` with a positive weight), rounded to 6 places; None when none did.
+
+    >>> combined_score({"semantic": 0.68})
+    0.68
+    >>> combined_score({"semantic": 0.8, "contradiction": 0.5})  # (0.25*0.8 + 0.4*0.5) / 0.65
+    0.615385
+    """
+    judged = [(weights.of(e), float(s)) for e, s in scores.items() if e in ENGINES]
+    total = sum(w for w, _ in judged if w > 0)
+    if total <= 0:
+        return None
+    return round(sum(w * s for w, s in judged if w > 0) / total, 6)
 
 
 def detect_connections(

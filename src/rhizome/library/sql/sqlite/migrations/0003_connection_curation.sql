@@ -1,0 +1,27 @@
+-- Connections the user curates (issue 14): validated (already there), starred, rejected,
+-- when the user decided; the rejections themselves, keyed by the content of the two
+-- chunks (so a rejected pair is never re-created, even after its chunks were re-made);
+-- when each document's connections were last detected and against how many documents;
+-- when a document's chunks were last replaced (for reprocess mode add_new).
+
+ALTER TABLE connections ADD COLUMN starred INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE connections ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE connections ADD COLUMN decided_at TEXT;
+CREATE INDEX connections_user_score_idx ON connections (user_id, combined_score DESC);
+
+ALTER TABLE documents ADD COLUMN connections_detected_at TEXT;
+ALTER TABLE documents ADD COLUMN connections_compared INTEGER;
+ALTER TABLE documents ADD COLUMN content_changed_at TEXT;
+
+CREATE TABLE connection_rejections (
+    user_id            TEXT NOT NULL,
+    pair_key           TEXT NOT NULL,
+    source_chunk_id    TEXT,
+    target_chunk_id    TEXT,
+    source_document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    target_document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    created_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (user_id, pair_key)
+);
+CREATE INDEX connection_rejections_source_idx ON connection_rejections (source_document_id);
+CREATE INDEX connection_rejections_target_idx ON connection_rejections (target_document_id);
