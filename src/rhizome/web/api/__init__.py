@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rhizome.web.api import admin, documents, jobs, queue
+from rhizome.web.api import admin, documents, exports, highlights, jobs, queue
 
 router = APIRouter(prefix="/api")
 router.include_router(jobs.router)
 router.include_router(admin.router)
 router.include_router(queue.router)
 router.include_router(documents.router)
+router.include_router(exports.router)
+router.include_router(highlights.router)
 
 __all__ = ["router"]
