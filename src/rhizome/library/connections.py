@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from rhizome.errors import InvalidInputError
-from rhizome.jobs.model import parse_time
+from rhizome.jobs.model import Job, parse_time
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.base import Tx
 from rhizome.jobs.store.queries import load_queries
@@ -724,6 +724,39 @@ def reattach_decisions(
         )
         done += 1
     return done
+
+
+# --- queuing a reprocess --------------------------------------------------------------------
+
+
+def queue_reprocess(
+    store: SqlJobStore,
+    user_id: str,
+    *,
+    mode: str = "smart",
+    document_ids: Sequence[str] | None = None,
+    backup_first: bool | None = None,
+) -> Job:
+    """Queue a ``reprocess_connections`` job for the user's documents (None: every ready
+    one). For one document the job is attached to it (its page, the dock's title)."""
+    from rhizome.jobs.client import enqueue
+    from rhizome.library.repo import Library
+
+    library = Library(store)
+    ids = [library.get_document(d, user_id).id for d in document_ids] if document_ids else None
+    data: dict[str, Any] = {"mode": mode, "document_ids": ids}
+    if backup_first is not None:
+        data["backup_first"] = backup_first
+    one = ids[0] if ids and len(ids) == 1 else None
+    [job] = enqueue(
+        store,
+        "reprocess_connections",
+        data,
+        user_id=user_id,
+        entity_type="document" if one else None,
+        entity_id=one,
+    )
+    return job
 
 
 # --- weights ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 import rhizome
 from rhizome.app import App
 from rhizome.library.ingest import MAX_UPLOAD_BYTES
-from rhizome.web import errors, metrics, pages, portability
+from rhizome.web import connection_pages, errors, metrics, pages, portability
 from rhizome.web.api import router as api_router
 from rhizome.web.rendering import make_templates
 from rhizome.web.resources import STATIC
@@ -92,6 +92,7 @@ def create_app(
     errors.install(fapp)
     fapp.include_router(api_router)
     fapp.include_router(pages.router)
+    fapp.include_router(connection_pages.router)
     fapp.include_router(portability.router)
     fapp.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 

@@ -62,6 +62,8 @@ def document_page(
         "doc": bundle["document"],
         "chunks": bundle["chunks"],
         "connections": bundle["connections"],
+        "rejected_connections": bundle["rejected_connections"],
+        "detection": bundle["detection"],
         "jobs": bundle["jobs"],
         "markdown_html": _markdown.render(text) if text is not None else None,
     }

@@ -7,7 +7,7 @@ from typing import Any
 
 from rhizome.jobs.model import Job, JobEvent, WorkerInfo
 from rhizome.jobs.registry import Registry
-from rhizome.library import Chunk, Connection, Document
+from rhizome.library import Chunk, Document
 from rhizome.web import display
 
 SUMMARY_FIELDS = (
@@ -146,22 +146,3 @@ def document_view(doc: Document, job: Job | None = None) -> dict[str, Any]:
 
 def chunk_view(c: Chunk) -> dict[str, Any]:
     return c.to_dict()
-
-
-def connection_view(
-    c: Connection, document_id: str, titles: dict[str, str], chunk_index: dict[str, int]
-) -> dict[str, Any]:
-    out = c.to_dict()
-    outgoing = c.source_document_id == document_id
-    other_doc = c.target_document_id if outgoing else c.source_document_id
-    own_chunk = c.source_chunk_id if outgoing else c.target_chunk_id
-    out.update(
-        {
-            "other_document_id": other_doc,
-            "other_document_title": titles.get(other_doc),
-            "chunk_id": own_chunk,
-            "chunk_index": chunk_index.get(own_chunk),
-            "other_chunk_id": c.target_chunk_id if outgoing else c.source_chunk_id,
-        }
-    )
-    return out

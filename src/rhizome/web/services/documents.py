@@ -17,7 +17,8 @@ from rhizome.library import Document, Library
 from rhizome.library.admin import delete_document as library_delete_document
 from rhizome.pipeline.extract import detect_type
 from rhizome.storage import Storage
-from rhizome.web.views import chunk_view, connection_view, document_view, job_summary
+from rhizome.web.services.connections import document_connections
+from rhizome.web.views import chunk_view, document_view, job_summary
 
 log = logging.getLogger("rhizome.web.documents")
 
@@ -94,29 +95,17 @@ def documents_titled(store: SqlJobStore, user_id: str, text: str) -> tuple[str, 
 def document_bundle(
     store: SqlJobStore, registry: Registry, document_id: str, user_id: str
 ) -> dict[str, Any]:
-    """A document with its chunks, connections (with the other documents' titles) and
-    jobs, as JSON views."""
+    """A document with its chunks, connections (with both passages, the other documents'
+    titles and the detection state) and jobs, as JSON views."""
     library = Library(store)
     doc = library.get_document(document_id, user_id)
     chunks = library.list_chunks(doc.id, user_id)
-    connections = library.list_connections(doc.id, user_id)
-    titles: dict[str, str] = {doc.id: doc.title}
-    for c in connections:
-        for other in (c.source_document_id, c.target_document_id):
-            if other not in titles:
-                try:
-                    titles[other] = library.get_document(other, user_id).title
-                except RhizomeError:
-                    titles[other] = "(deleted document)"
-    index = {c.id: c.index for c in chunks}
     jobs = document_jobs(store, doc.id, user_id)
     return {
         "document": document_view(doc, jobs[0] if jobs else None),
         "chunks": [chunk_view(c) for c in chunks],
-        "connections": sorted(
-            (connection_view(c, doc.id, titles, index) for c in connections),
-            key=lambda c: -float(c["combined_score"]),
-        ),
+        # connections (best first), rejected_connections, connection_counts, detection
+        **document_connections(store, doc.id, user_id),
         "jobs": [job_summary(registry, j, doc.title) for j in jobs],
     }
 
