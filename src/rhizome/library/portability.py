@@ -44,6 +44,7 @@ from rhizome.library.archive import (
     open_zip,
     safe_name,
 )
+from rhizome.library.connections import reattach_decisions, remember_decisions
 from rhizome.library.highlights import Highlight, dumps, locate, spanned_chunks
 from rhizome.library.model import ENRICHMENT_FIELDS, Chunk, Document, encode_vector
 from rhizome.library.repo import DocumentNotFoundError, Library, document_folder
@@ -777,7 +778,9 @@ def plan_import(
             (strategy or "needs_strategy") if conflict else ("import" if existing else "create")
         )
         plan.documents.append(
-            PlannedDocument(doc_id, title or "Untitled", conflict, action, file_chunks, db_chunks)
+            PlannedDocument(
+                source_id, title or "Untitled", conflict, action, file_chunks, db_chunks
+            )
         )
         if conflict:
             assert existing is not None
@@ -876,7 +879,9 @@ def find_taken_ids(store: SqlJobStore, user_id: str, doc: SourceDocument) -> lis
         owner = s.one("document_owner", {"id": doc.id})
         if owner is not None and owner["user_id"] != user_id:
             taken.append(doc.id)
-            taken.extend(c.id for c in doc.chunks if c.id)  # its chunks move with it
+            taken.extend(c.id for c in doc.chunks if c.id)  # its rows move with it
+            taken.extend(h.id for h in doc.highlights)
+            taken.extend(c.id for c in doc.connections)
             return taken
         ids = [c.id for c in doc.chunks if c.id]
         for start in range(0, len(ids), 500):
@@ -975,6 +980,8 @@ def apply_document(
                 out.chunks_updated += tx.run("merge_chunk_enrichment", params)
         else:  # create, import, replace: the chunks become exactly the file's
             before = _count(tx, "count_connections", user_id, doc_id)
+            # the user's decisions on connections whose passages survive are kept
+            decided = remember_decisions(tx, doc_id, user_id)
             tx.run("park_chunk_indexes", {"user_id": user_id, "document_id": doc_id})
             out.chunks_deleted = tx.run(
                 "delete_chunks_except",
@@ -996,6 +1003,7 @@ def apply_document(
                     out.chunks_updated += 1
                 else:
                     out.chunks_inserted += 1
+            reattach_decisions(tx, decided, doc_id, user_id, rows)
             if doc.embeddings is not None:
                 vectors = [
                     {"id": cid, "user_id": user_id, "embedding": encode_vector(vec)}
@@ -1326,7 +1334,7 @@ def request_import(
     from rhizome.jobs.client import enqueue
 
     with open_source(storage, user_id, zip_key=zip_key, document_id=document_id) as source:
-        plan = plan_import(store, source, user_id, strategy, parse=False)
+        plan = plan_import(store, source, user_id, strategy)  # every JSON file parsed
     if plan.report is not None and strategy is None:
         raise ImportConflictError(plan.report)
     data: dict[str, Any] = {
