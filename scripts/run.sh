@@ -4,5 +4,5 @@
 # process at http://127.0.0.1:8000. Extra arguments go to `rhizome serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh          # the app only, no dev tools
 exec .venv/bin/rhizome serve "$@"

@@ -4,5 +4,5 @@
 # With CI=true a missing PostgreSQL fails the run instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh dev      # the app plus pytest, playwright, ruff, mypy, …
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

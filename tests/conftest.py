@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import rhizome.library  # noqa: F401  (library tables migrate with every test store)
+from rhizome.app import BUILTIN_MIGRATIONS
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.store import SqlJobStore, open_store
 from rhizome.storage import LocalStorage
@@ -60,7 +60,7 @@ def _truncate_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE background_jobs, job_events, workers, queue_controls, documents, chunks,"
-            " connections, highlights"
+            " connections, highlights, connection_rejections"
         )
 
 
@@ -70,15 +70,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'rhizome.db'}"
     url: str = request.getfixturevalue("pg_url")
-    store = open_store(url)  # migrate once
+    store = open_product_store(url)  # migrate once
     store.close()
     _truncate_pg(url)
     return url
 
 
+def open_product_store(url: str) -> SqlJobStore:
+    """A store with the library's tables too, as the app opens it."""
+    return open_store(url, migrations=BUILTIN_MIGRATIONS)
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[SqlJobStore]:
-    s = open_store(db_url)
+    s = open_product_store(db_url)
     try:
         yield s
     finally:

@@ -1,4 +1,8 @@
-"""Wiring: settings → store, storage, registry, worker. Used by the CLI (and the server)."""
+"""Wiring: settings → store, storage, registry, worker. Used by the CLI (and the server).
+
+The jobs core keeps no global list of other components' tables or admin hooks: the app
+hands them over explicitly, to :func:`open_store` (``migrations=``) and to :class:`Admin`
+(``hooks=``). The built-in components are listed once, here."""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ from dataclasses import dataclass, field
 
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
-from rhizome.jobs.admin import Admin
+from rhizome.jobs.admin import Admin, AdminHooks
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy
-from rhizome.jobs.store import SqlJobStore, open_store
+from rhizome.jobs.store import MigrationSet, SqlJobStore, open_store
 from rhizome.jobs.worker import Worker, WorkerConfig
+from rhizome.library import ADMIN_HOOKS as LIBRARY_ADMIN_HOOKS
+from rhizome.library import MIGRATIONS as LIBRARY_MIGRATIONS
 from rhizome.library import Library
 from rhizome.storage import Storage, open_storage
+
+BUILTIN_MIGRATIONS: tuple[MigrationSet, ...] = (LIBRARY_MIGRATIONS,)
+"""Schemas of the built-in components beside the jobs core (which applies its own)."""
+BUILTIN_ADMIN_HOOKS: tuple[AdminHooks, ...] = (LIBRARY_ADMIN_HOOKS,)
+"""Their parts of nuclear reset and fix orphans."""
 
 
 @dataclass
@@ -20,20 +31,35 @@ class App:
     settings: Settings = field(default_factory=load_settings)
     _store: SqlJobStore | None = None
     _storage: Storage | None = None
+    migrations: list[MigrationSet] = field(default_factory=lambda: list(BUILTIN_MIGRATIONS))
+    """Handed to :func:`open_store`: the tables of every component beside the jobs core."""
+    admin_hooks: list[AdminHooks] = field(default_factory=lambda: list(BUILTIN_ADMIN_HOOKS))
+    """Handed to every :class:`Admin` this app builds."""
 
     def __post_init__(self) -> None:
         load_builtin_handlers()
+        # Job types from the user's code (settings.apps, --app, entry points) load here;
+        # a component that brings tables or admin hooks appends to the two lists above.
 
     @property
     def registry(self) -> Registry:
         return load_builtin_handlers()
 
+    def open_store(
+        self, *, migrate: bool = True, max_connections: int | None = None
+    ) -> SqlJobStore:
+        """A new store on the configured database, with every component's migrations."""
+        return open_store(
+            self.settings.database_url,
+            migrations=self.migrations,
+            migrate=migrate,
+            max_connections=max_connections or self.settings.concurrency + 4,
+        )
+
     @property
     def store(self) -> SqlJobStore:
         if self._store is None:
-            self._store = open_store(
-                self.settings.database_url, max_connections=self.settings.concurrency + 4
-            )
+            self._store = self.open_store()
         return self._store
 
     @property
@@ -69,7 +95,7 @@ class App:
         return Library(self.store)
 
     def admin(self, user_id: str | None = None) -> Admin:
-        return Admin(self.store, self.storage, user_id)
+        return Admin(self.store, self.storage, user_id, hooks=self.admin_hooks)
 
     def close(self) -> None:
         if self._store is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from rhizome import cli_portability
 from rhizome.app import App
-from rhizome.config import load_settings
+from rhizome.config import debug_enabled, load_settings
 from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Selection
 from rhizome.jobs.client import enqueue
@@ -55,9 +54,7 @@ def _emit(data: Any) -> None:
 def db_upgrade(as_json: JsonOpt = False) -> None:
     """Apply pending database migrations (also done automatically at start-up)."""
     a = _app()
-    from rhizome.jobs.store import open_store
-
-    store = open_store(a.settings.database_url, migrate=False)
+    store = a.open_store(migrate=False)
     try:
         applied = store.migrate()
     finally:
@@ -805,7 +802,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # never a traceback to the user
-        if os.environ.get("RHIZOME_DEBUG"):
+        if debug_enabled():
             raise
         err.print(
             f"[bold red]Unexpected error:[/bold red] {type(exc).__name__}: {exc}", highlight=False

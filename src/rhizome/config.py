@@ -1,11 +1,24 @@
-"""Settings from environment variables (``RHIZOME_*``) and an optional ``rhizome.toml``."""
+"""Settings from environment variables (``RHIZOME_*``) and an optional ``rhizome.toml``.
+
+Every setting of the product is a field of :class:`Settings` (the README's Configuration
+table lists them); nothing else reads ``RHIZOME_*`` variables. The environment beats the
+file; in the file, names are the lower-case variable names without the prefix.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+import re
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from rhizome.errors import ConfigError
 
@@ -29,6 +42,44 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(1800.0, ge=0)
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
+    embedder: str = "minilm"
+    """``minilm`` (local model), ``http`` (an OpenAI-compatible service) or ``hash``."""
+    embedding_url: str | None = None
+    embedding_model: str | None = None
+    embedding_api_key: str | None = None
+    semantic_weight: float = Field(0.25, ge=0)
+    contradiction_weight: float = Field(0.40, ge=0)
+    thematic_weight: float = Field(0.35, ge=0)
+    """Weights of the connection engines in the combined score: the weighted mean over
+    the engines that judged a pair (README, *Connection scores*); 0 turns an engine off."""
+    apps: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Modules that register job types. Environment: ``RHIZOME_APPS=mod_a,mod_b``;
+    ``rhizome.toml``: ``apps = ["mod_a", "mod_b"]``."""
+    debug: bool = False
+    """Let unexpected errors of the command line show their traceback."""
+
+    @field_validator("apps", mode="before")
+    @classmethod
+    def _parse_apps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):  # a JSON list is fine too
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("not a valid JSON list of module names") from None
+            else:
+                value = text.split(",")
+        if isinstance(value, list | tuple):
+            names = [v.strip() if isinstance(v, str) else v for v in value]
+            value = list(dict.fromkeys(n for n in names if n != ""))
+            for name in value:
+                if not isinstance(name, str) or not _MODULE.fullmatch(name):
+                    raise ValueError(
+                        f"{name!r} is not a module name (give importable dotted names, "
+                        "separated by commas, e.g. my_jobs,lab.tasks)"
+                    )
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -48,6 +99,17 @@ class Settings(BaseSettings):
                 f"interval ({self.heartbeat_seconds}s).",
                 "Raise RHIZOME_LEASE_SECONDS or lower RHIZOME_HEARTBEAT_SECONDS.",
             )
+
+
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def debug_enabled() -> bool:
+    """``RHIZOME_DEBUG`` (or ``debug = true`` in ``rhizome.toml``)."""
+    try:
+        return Settings().debug
+    except Exception:  # unreadable settings: a plain non-empty variable still counts
+        return bool(os.environ.get("RHIZOME_DEBUG", "").strip())
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import rhizome.library  # noqa: F401  (registers the library migrations)
-from rhizome.jobs.store.base import MIGRATION_SETS
+from rhizome.app import BUILTIN_MIGRATIONS
+from rhizome.jobs.store import JOBS_MIGRATIONS
 from rhizome.jobs.store.queries import load_migrations
 from tests.conftest import cli_env, run_cli
 
@@ -33,7 +33,7 @@ def test_db_upgrade_is_idempotent(env: dict[str, str], db_url: str) -> None:
     fresh = db_url.startswith("sqlite")
     every = [
         f"{component}/{m.version:04d}_{m.name}"
-        for component, package in MIGRATION_SETS
+        for component, package in (JOBS_MIGRATIONS, *BUILTIN_MIGRATIONS)
         for m in load_migrations("sqlite", component, package)
     ]
     assert {"jobs", "library"} <= {name.split("/")[0] for name in every}

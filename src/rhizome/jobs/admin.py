@@ -2,8 +2,9 @@
 the HTTP API and the UI. Every action writes ``job_events`` rows (status changes or
 tombstones); destructive ones are confirmed by the caller (``--yes`` / a dialog).
 
-The jobs core knows nothing about documents: the library plugs its parts of *nuclear
-reset* and *fix orphans* in through :data:`RESET_HOOKS` and :data:`ORPHAN_HOOKS`.
+The jobs core knows nothing about documents: whoever builds an :class:`Admin` hands it
+the other components' parts of *nuclear reset* and *fix orphans* as :class:`AdminHooks`
+(:class:`rhizome.app.App` passes the library's). Nothing here is registered globally.
 """
 
 from __future__ import annotations
@@ -23,10 +24,19 @@ from rhizome.storage import Storage
 log = logging.getLogger("rhizome.jobs.admin")
 
 AdminHook = Callable[["Admin"], dict[str, Any]]
-RESET_HOOKS: list[AdminHook] = []
-"""Run by :meth:`Admin.nuclear_reset` after the jobs are gone (e.g. processing documents)."""
-ORPHAN_HOOKS: list[AdminHook] = []
-"""Run by :meth:`Admin.fix_orphans` (e.g. documents stuck in processing with no job)."""
+"""Takes the admin (its store, storage and user scope); returns counts for the result."""
+
+
+@dataclass(frozen=True)
+class AdminHooks:
+    """One component's parts of the admin actions that reach beyond jobs."""
+
+    reset: tuple[AdminHook, ...] = ()
+    """Run by :meth:`Admin.nuclear_reset` after the jobs are gone (e.g. processing
+    documents)."""
+    orphans: tuple[AdminHook, ...] = ()
+    """Run by :meth:`Admin.fix_orphans` (e.g. documents stuck in processing with no job)."""
+
 
 BULK_ACTIONS = ("pause", "resume", "cancel", "retry", "delete", "force_fail")
 _JOB_FOLDER = re.compile(r"^jobs/([0-9a-f-]{36})/")
@@ -63,11 +73,20 @@ class Selection:
 
 
 class Admin:
-    def __init__(self, store: SqlJobStore, storage: Storage, user_id: str | None = None) -> None:
+    def __init__(
+        self,
+        store: SqlJobStore,
+        storage: Storage,
+        user_id: str | None = None,
+        *,
+        hooks: Sequence[AdminHooks] = (),
+    ) -> None:
         self.store = store
         self.storage = storage
         self.user_id = user_id
         """When set, every action is limited to this user's jobs."""
+        self.hooks = tuple(hooks)
+        """Other components' parts of nuclear reset and fix orphans, run in this order."""
 
     # --- one job ---------------------------------------------------------------------------
 
@@ -231,13 +250,13 @@ class Admin:
         if self.user_id is None:
             removed = self.storage.delete_prefix("jobs")
         out: dict[str, Any] = {"deleted_jobs": len(deleted), "deleted_checkpoint_files": removed}
-        for hook in RESET_HOOKS:
+        for hook in (h for hooks in self.hooks for h in hooks.reset):
             out.update(hook(self))
         return out
 
     def fix_orphans(self) -> dict[str, Any]:
         """Release jobs whose worker stopped heartbeating, remove checkpoint folders of
-        jobs that no longer exist or completed, and run the library's orphan hooks."""
+        jobs that no longer exist or completed, and run the orphan hooks."""
         released = self.store.expire_leases()
         folders: dict[str, str] = {}
         for key in self.storage.list("jobs"):
@@ -257,7 +276,7 @@ class Admin:
             "released_jobs": len(released),
             "removed_checkpoint_files": removed,
         }
-        for hook in ORPHAN_HOOKS:
+        for hook in (h for hooks in self.hooks for h in hooks.orphans):
             out.update(hook(self))
         return out
 

@@ -1,5 +1,6 @@
 """The library's admin actions, and its parts of the job admin's *nuclear reset* and
-*fix orphans* (plugged in through ``rhizome.jobs.admin`` hooks)."""
+*fix orphans* (:data:`ADMIN_HOOKS`, which :class:`rhizome.app.App` hands to every
+:class:`~rhizome.jobs.admin.Admin` it builds)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rhizome.errors import RhizomeError
-from rhizome.jobs.admin import ORPHAN_HOOKS, RESET_HOOKS, Admin
+from rhizome.jobs.admin import Admin, AdminHooks
 from rhizome.jobs.model import Job, JobStatus
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library.model import Document
@@ -93,7 +94,5 @@ def _fix_stuck_documents(admin: Admin) -> dict[str, Any]:
     return {"failed_orphaned_documents": fixed}
 
 
-if _reset_documents not in RESET_HOOKS:
-    RESET_HOOKS.append(_reset_documents)
-if _fix_stuck_documents not in ORPHAN_HOOKS:
-    ORPHAN_HOOKS.append(_fix_stuck_documents)
+ADMIN_HOOKS = AdminHooks(reset=(_reset_documents,), orphans=(_fix_stuck_documents,))
+"""The library's parts of nuclear reset and fix orphans."""

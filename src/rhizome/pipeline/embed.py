@@ -5,7 +5,8 @@ product is a cosine. Importing this module is cheap: torch/sentence-transformers
 the first :meth:`MiniLMEmbedder.embed` (~5-10 s once per process), httpx on the first
 HTTP request.
 
-Choose with ``get_embedder()`` or ``RHIZOME_EMBEDDER``: ``minilm`` (default, local,
+Choose with ``get_embedder()`` or the ``embedder`` setting (``RHIZOME_EMBEDDER`` or
+``embedder`` in ``rhizome.toml``, like every setting): ``minilm`` (default, local,
 all-MiniLM-L6-v2, 384-d, truncates at 256 word pieces ≈ 180 English words), ``hash``
 (no model; a hashed bag of words — for tests and as an offline fallback; it matches
 words, not meaning) or ``http`` (an OpenAI-compatible ``/embeddings`` endpoint:
@@ -39,6 +40,8 @@ from rhizome.errors import (
 
 if TYPE_CHECKING:
     import httpx
+
+    from rhizome.config import Settings
 
 __all__ = [
     "Embedder",
@@ -394,12 +397,20 @@ _NAMES = {
 }
 
 
-def get_embedder(name: str | None = None) -> Embedder:
-    """The configured embedder (``name`` or ``RHIZOME_EMBEDDER``; default ``minilm``).
+def get_embedder(name: str | None = None, *, settings: Settings | None = None) -> Embedder:
+    """The configured embedder: ``name``, else the ``embedder`` setting (default
+    ``minilm``); the HTTP embedder's URL, model and key come from the settings too.
+    ``settings``: default :func:`~rhizome.config.load_settings` (environment, then
+    ``rhizome.toml``).
 
     Instances are shared per configuration, so the local model loads once per process.
     """
-    raw = (name or os.environ.get("RHIZOME_EMBEDDER") or "minilm").strip()
+    if settings is None:
+        from rhizome.config import load_settings  # pydantic-settings: ~0.1 s, only when used
+
+        settings = load_settings()
+    s = settings
+    raw = (name or s.embedder or "minilm").strip()
     kind = _NAMES.get(raw.lower())
     if kind is None:
         raise ConfigError(
@@ -408,9 +419,9 @@ def get_embedder(name: str | None = None) -> Embedder:
             "(no model, word matching only), http (an OpenAI-compatible service).",
         )
     if kind == "http":
-        url = os.environ.get("RHIZOME_EMBEDDING_URL", "").strip()
-        model = os.environ.get("RHIZOME_EMBEDDING_MODEL", "").strip()
-        key = os.environ.get("RHIZOME_EMBEDDING_API_KEY", "").strip() or None
+        url = (s.embedding_url or "").strip()
+        model = (s.embedding_model or "").strip()
+        key = (s.embedding_api_key or "").strip() or None
         if not url:
             raise ConfigError(
                 "RHIZOME_EMBEDDER=http needs the service URL.",

@@ -10,7 +10,6 @@ from types import FrameType
 import uvicorn
 
 from rhizome.app import App
-from rhizome.jobs.store import open_store
 from rhizome.web.app import create_app
 from rhizome.web.security import check_bind
 
@@ -36,9 +35,7 @@ def run(app: App, *, host: str = "127.0.0.1", port: int = 8000, worker: bool = T
     settings = app.settings
     check_bind(host, settings.api_token)
     if app._store is None:  # room for web requests next to the worker's threads
-        app._store = open_store(
-            settings.database_url, max_connections=settings.concurrency + WEB_CONNECTIONS
-        )
+        app._store = app.open_store(max_connections=settings.concurrency + WEB_CONNECTIONS)
     web = create_app(app, worker=worker, bind_host=host)
     config = uvicorn.Config(
         web,

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rhizome.errors import ConfigError
-from rhizome.jobs.store.base import SqlJobStore, register_migrations
+from rhizome.jobs.store.base import JOBS_MIGRATIONS, MigrationSet, SqlJobStore
 
 JobStore = SqlJobStore
 
 
-def open_store(url: str, *, migrate: bool = True, max_connections: int = 10) -> SqlJobStore:
+def open_store(
+    url: str,
+    *,
+    migrations: Sequence[MigrationSet] = (),
+    migrate: bool = True,
+    max_connections: int = 10,
+) -> SqlJobStore:
     """Open the store for a database URL and (by default) apply pending migrations.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
-    ``postgresql://user@host:port/db``.
+    ``postgresql://user@host:port/db``. ``migrations``: the schemas of other components
+    that share the database (e.g. ``rhizome.library.MIGRATIONS``), applied after the jobs
+    core's own by this and every later :meth:`~SqlJobStore.migrate`. The jobs core alone
+    needs none; :class:`rhizome.app.App` passes the product's.
     """
     store: SqlJobStore
     if url.startswith("sqlite:///"):
@@ -29,6 +40,7 @@ def open_store(url: str, *, migrate: bool = True, max_connections: int = 10) -> 
             "Use sqlite:///path/to/rhizome.db or postgresql://user@host:5432/dbname "
             "in RHIZOME_DATABASE_URL.",
         )
+    store.migration_sets = tuple(dict.fromkeys((JOBS_MIGRATIONS, *migrations)))
     if migrate:
         try:
             store.migrate()
@@ -38,4 +50,4 @@ def open_store(url: str, *, migrate: bool = True, max_connections: int = 10) -> 
     return store
 
 
-__all__ = ["JobStore", "SqlJobStore", "open_store", "register_migrations"]
+__all__ = ["JOBS_MIGRATIONS", "JobStore", "MigrationSet", "SqlJobStore", "open_store"]

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from rhizome.errors import IllegalTransitionError, JobLostError, JobNotFoundError
 from rhizome.jobs import states
@@ -71,19 +71,25 @@ class MetricsSnapshot:
     """Processing jobs: job_type, worker_id, heartbeat_at."""
 
 
-MIGRATION_SETS: list[tuple[str, str]] = [("jobs", "rhizome.jobs.store")]
-"""(component, package) pairs whose ``sql/<dialect>/migrations`` are applied in order.
-Other parts of the product append theirs with :func:`register_migrations`."""
+class MigrationSet(NamedTuple):
+    """A component's schema: the numbered ``sql/<dialect>/migrations/NNNN_*.sql`` files of
+    ``package``, recorded in ``schema_migrations`` under ``component``."""
+
+    component: str
+    package: str
 
 
-def register_migrations(component: str, package: str) -> None:
-    if (component, package) not in MIGRATION_SETS:
-        MIGRATION_SETS.append((component, package))
+JOBS_MIGRATIONS = MigrationSet("jobs", "rhizome.jobs.store")
+"""The jobs core's own tables; every store applies them first."""
 
 
 class SqlJobStore(ABC):
     dialect: str
     url: str
+
+    migration_sets: tuple[MigrationSet, ...] = (JOBS_MIGRATIONS,)
+    """What :meth:`migrate` applies, in order: the jobs core's set, then those the caller
+    handed to :func:`rhizome.jobs.store.open_store` (e.g. the library's)."""
 
     def __init__(self) -> None:
         self.queries = load_queries(self.dialect)
@@ -160,7 +166,7 @@ class SqlJobStore(ABC):
                 (r["component"], int(r["version"]))
                 for r in self._raw(tx, "SELECT component, version FROM schema_migrations")
             }
-            for component, package in MIGRATION_SETS:
+            for component, package in self.migration_sets:
                 for m in self._migrations(component, package):
                     if (m.component, m.version) in done:
                         continue
