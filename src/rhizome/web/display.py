@@ -192,7 +192,9 @@ def job_title(job: Job, document_title: str | None = None, type_label: str | Non
             return value.rstrip("/").rsplit("/", 1)[-1] if key.endswith("path") else value
     ids = data.get("document_ids") or data.get("documentIds")
     if job.job_type == "export_documents":
-        n = len(ids) if isinstance(ids, list) else 1
+        if not isinstance(ids, list):
+            return "Exporting the library"
+        n = len(ids)
         return f"Exporting {n} document{'s' if n != 1 else ''}"
     if job.job_type == "reprocess_connections":
         mode = data.get("mode")

@@ -90,7 +90,7 @@
     var bar = $(".bar", row);
     bar.setAttribute("aria-valuenow", String(pct));
     $(".fill", bar).style.width = pct + "%";
-    $(".details", row).textContent = job.details || "";
+    $(".details", row).textContent = job.status === "completed" ? "" : (job.details || "");
     if (job.status === "completed" || job.status === "failed") refreshOutput(row, job.id);
   }
 
