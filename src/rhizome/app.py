@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.admin import Admin, AdminHooks
+from rhizome.jobs.plugins import load_apps, load_entry_points
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy
 from rhizome.jobs.store import MigrationSet, SqlJobStore, open_store
@@ -36,10 +37,15 @@ class App:
     admin_hooks: list[AdminHooks] = field(default_factory=lambda: list(BUILTIN_ADMIN_HOOKS))
     """Handed to every :class:`Admin` this app builds."""
 
+    apps: list[str] = field(default_factory=list)
+    """Modules to import for their job types, beside ``settings.apps`` (``--app``)."""
+
     def __post_init__(self) -> None:
         load_builtin_handlers()
-        # Job types from the user's code (settings.apps, --app, entry points) load here;
-        # a component that brings tables or admin hooks appends to the two lists above.
+        # Job types from the user's code: installed plugins, then RHIZOME_APPS / --app.
+        # A component that brings tables or admin hooks appends to the two lists above.
+        load_entry_points()
+        load_apps([*self.settings.apps, *self.apps])
 
     @property
     def registry(self) -> Registry:

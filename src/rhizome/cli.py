@@ -12,10 +12,11 @@ from rich.table import Table
 
 from rhizome import cli_portability
 from rhizome.app import App
+from rhizome.cli_connections import connections_app
 from rhizome.config import debug_enabled, load_settings
 from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Selection
-from rhizome.jobs.client import enqueue
+from rhizome.jobs.client import enqueue, enqueue_for_workers
 from rhizome.jobs.model import STATUS_FILTERS, Job
 from rhizome.logs import setup_logging
 
@@ -37,10 +38,20 @@ err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
-def _app() -> App:
+AppOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--app",
+        metavar="MODULE",
+        help="Import MODULE to register its job types (repeatable; also RHIZOME_APPS).",
+    ),
+]
+
+
+def _app(apps: list[str] | None = None) -> App:
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
-    return App(settings)
+    return App(settings, apps=list(apps or []))
 
 
 def _emit(data: Any) -> None:
@@ -80,10 +91,11 @@ def worker_cmd(
     types: Annotated[
         str | None, typer.Option("--types", help="Only these job types (comma-separated).")
     ] = None,
+    apps: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a worker: claim due jobs and run them until stopped (SIGTERM/SIGINT)."""
-    a = _app()
+    a = _app(apps)
     job_types = [t.strip() for t in types.split(",") if t.strip()] if types else None
     worker = a.worker(concurrency=concurrency, burst=burst, job_types=job_types)
     worker.install_signal_handlers()
@@ -105,11 +117,14 @@ def jobs_enqueue(
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=1_000_000)] = 1,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     user: Annotated[str, typer.Option("--user", help="Owner of the jobs.")] = "local",
+    apps: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Enqueue COUNT jobs of JOB_TYPE with the given input."""
-    a = _app()
-    a.registry.get(job_type)
+    """Enqueue COUNT jobs of JOB_TYPE with the given input.
+
+    A job type from your own code is known here when you pass --app (or set RHIZOME_APPS),
+    or when a live worker that runs it was started with --app."""
+    a = _app(apps)
     try:
         data = json.loads(input_json)
     except json.JSONDecodeError as exc:
@@ -121,7 +136,12 @@ def jobs_enqueue(
         raise InvalidInputError(
             "--input must be a JSON object.", "For example --input '{\"sleep_ms\": 10}'."
         )
-    created = enqueue(a.store, job_type, data, count=count, priority=priority, user_id=user)
+    if job_type in a.registry:
+        created = enqueue(a.store, job_type, data, count=count, priority=priority, user_id=user)
+    else:
+        created = enqueue_for_workers(
+            a.store, job_type, data, count=count, priority=priority, user_id=user
+        )
     a.close()
     if as_json:
         if count == 1:
@@ -579,7 +599,6 @@ def admin_workers(as_json: JsonOpt = False) -> None:
 # --- library: add, docs, connections -----------------------------------------------------
 
 docs_app = typer.Typer(help="Documents in the library.", no_args_is_help=True)
-connections_app = typer.Typer(help="Connections between documents.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 app.add_typer(connections_app, name="connections")
 
@@ -722,32 +741,6 @@ def docs_delete(
         out.print(f"deleted {len(deleted)} document(s)")
 
 
-@connections_app.command("reprocess")
-def connections_reprocess(
-    document_ids: Annotated[
-        list[str] | None, typer.Argument(help="Documents (default: all).")
-    ] = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="smart keeps validated connections.")
-    ] = "smart",
-    user: Annotated[str, typer.Option("--user")] = "local",
-    as_json: JsonOpt = False,
-) -> None:
-    """Queue a reprocess_connections job."""
-    a = _app()
-    [job] = enqueue(
-        a.store,
-        "reprocess_connections",
-        {"mode": mode, "document_ids": document_ids or None},
-        user_id=user,
-    )
-    a.close()
-    if as_json:
-        _emit(job.to_dict())
-    else:
-        out.print(f"enqueued reprocess_connections job {job.id}")
-
-
 # --- server -------------------------------------------------------------------------------
 
 
@@ -758,11 +751,12 @@ def serve_cmd(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="API and UI only; run workers elsewhere.")
     ] = False,
+    apps: AppOpt = None,
 ) -> None:
     """Run the web UI and HTTP API (and, unless --no-worker, a worker) in one process."""
     from rhizome.web.server import run
 
-    a = _app()
+    a = _app(apps)
     run(a, host=host or a.settings.host, port=port or a.settings.port, worker=not no_worker)
 
 
