@@ -95,6 +95,7 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
             user,
             connections,
             mode="smart" if data.keep_validated else "all",
+            since=datetime.fromisoformat(started) if started else None,
             compared=detection.compared,
             detected_at=datetime.fromisoformat(started) if started else None,
         )

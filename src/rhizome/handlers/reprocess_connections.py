@@ -16,9 +16,12 @@ of it is deleted; if the job fails or is cancelled they are restored from there,
 run that continues after a crash puts back any that went missing.
 
 Per document: backup → the engines (a checkpoint per batch of each engine, as nested
-cursors inside the per-document cursor) → one transaction that deletes what the mode
-replaces and inserts the new connections. The output has the counts of visible
-connections before and after, and added / kept / removed, in total and per document.
+cursors inside the per-document cursor) → one transaction that marks the connections
+found again, deletes what the mode replaces and was not found again, and inserts the new
+ones (so a document never shows fewer connections while its engines run). Connections
+between two documents of the job are judged at the later one's turn, when both sides
+have been looked at. The output has the counts of visible connections before and after,
+and added / kept / removed, in total and per document.
 """
 
 from __future__ import annotations
@@ -81,11 +84,13 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
             "ids": ids,
             "before": curation.count_visible(user, ids),
             "weights": [weights.of(e) for e in ENGINES],
+            "started_at": datetime.now(UTC).isoformat(),
         }
 
     selected: dict[str, Any] = ctx.run_stage("select", select)
     ids: list[str] = selected["ids"]
     weights = Weights(*selected["weights"])
+    started = datetime.fromisoformat(selected["started_at"])
 
     def documents() -> dict[str, Any]:
         cursor = ctx.cursor(
@@ -140,7 +145,8 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
                     user,
                     found,
                     mode=data.mode,
-                    protect=ids[:position],
+                    since=started,
+                    pending=ids[position + 1 :],
                     only_documents=only,
                     compared=detection.compared,
                     detected_at=datetime.fromisoformat(current["started_at"]),
@@ -175,7 +181,9 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
         "before": selected["before"],
         "after": after,
         "added": result["added"],
-        "kept": result["kept"],
+        # each pair is added or removed at most once per job (connections between two of
+        # its documents are judged when both sides have been looked at)
+        "kept": selected["before"] - result["removed"],
         "removed": result["removed"],
         "backups": result["backups"],
         "per_document": result["per_document"],

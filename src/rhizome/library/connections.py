@@ -406,33 +406,43 @@ class Curation:
         found: Iterable[dict[str, Any]],
         *,
         mode: str = "smart",
-        protect: Sequence[str] = (),
+        since: datetime | None = None,
+        pending: Sequence[str] = (),
         only_documents: Sequence[str] | None = None,
         compared: int | None = None,
         detected_at: datetime | None = None,
         before: Sequence[Sequence[str]] | None = None,
     ) -> SaveCounts:
-        """Save one document's detection in one transaction and count what changed.
+        """Save one document's detection (``found``: dicts with the chunk and document ids,
+        ``scores``, ``combined``, ``reason`` and the two chunk texts) in one transaction,
+        and count what changed.
 
-        * ``all``: delete the document's connections but the validated and starred ones
-          (rejected ones go too: the rejection is remembered, see below), insert the new
-          ones, and refresh the scores of kept connections the engines found again;
-        * ``smart``: delete only undecided connections; decided ones stay as they are;
-        * ``add_new``: delete nothing; insert only connections to ``only_documents``.
+        Every stored pair the engines found again is marked found (``found_at``); then
 
-        A pair the user rejected is inserted hidden (rejected), never visible. A pair
-        already stored in either direction is not inserted again. Connections to
-        ``protect`` (documents a multi-document reprocess already did) are left alone.
-        ``before``: the visible pairs counted before (a resumed job passes those it saw
-        before its interruption, so counts do not depend on where it stopped)."""
+        * ``all``: the document's connections the engines did not find again are deleted,
+          but validated and starred ones (rejected ones go too: the rejection itself is
+          remembered); every pair found again gets the new scores;
+        * ``smart``: only undecided connections not found again are deleted; decided ones
+          stay exactly as they are, undecided ones found again get the new scores;
+        * ``add_new``: nothing is deleted or re-scored; only connections to
+          ``only_documents`` are added.
+
+        New pairs are inserted; a pair the user rejected comes back hidden (rejected),
+        never visible, and a pair stored in either direction is never stored twice.
+        ``since``: connections found at or after it count as found again (a reprocess
+        passes its start, so what an earlier document of the same job found stays);
+        ``pending``: documents a reprocess has still to do — connections to them are left
+        for their own turn, when both sides have been looked at. ``before``: the visible
+        pairs counted before (a resumed job passes those it saw before its interruption,
+        so the counts do not depend on where it stopped)."""
         if mode not in MODES:
             raise InvalidInputError(
                 f"Unknown mode {mode!r}.", "Use one of: " + ", ".join(MODES) + "."
             )
+        now = _now()
         rejections = self.rejected_keys(user_id)
         only = set(only_documents) if only_documents is not None else None
         rows = []
-        refresh = []
         for c in found:
             other = (
                 c["target_document_id"]
@@ -446,36 +456,25 @@ class Curation:
             if "source_text" in c and "target_text" in c:
                 key = pair_key(c["source_text"], c["target_text"])
                 rejected, rejected_at = key in rejections, rejections.get(key)
-            row = {
-                "id": str(uuid.uuid4()),
-                "user_id": user_id,
-                "source_chunk_id": c["source_chunk_id"],
-                "target_chunk_id": c["target_chunk_id"],
-                "source_document_id": c["source_document_id"],
-                "target_document_id": c["target_document_id"],
-                "engine_scores": dict(c["scores"]),
-                "combined_score": float(c["combined"]),
-                "reason": c.get("reason"),
-                "validated": False,
-                "starred": False,
-                "rejected": rejected,
-                "decided_at": (parse_time(rejected_at) or _now()) if rejected else None,
-            }
-            rows.append(row)
-            if mode == "all" and not row["rejected"]:
-                refresh.append(
-                    {
-                        k: row[k]
-                        for k in (
-                            "user_id",
-                            "source_chunk_id",
-                            "target_chunk_id",
-                            "engine_scores",
-                            "combined_score",
-                            "reason",
-                        )
-                    }
-                )
+            rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "user_id": user_id,
+                    "source_chunk_id": c["source_chunk_id"],
+                    "target_chunk_id": c["target_chunk_id"],
+                    "source_document_id": c["source_document_id"],
+                    "target_document_id": c["target_document_id"],
+                    "engine_scores": dict(c["scores"]),
+                    "combined_score": float(c["combined"]),
+                    "reason": c.get("reason"),
+                    "validated": False,
+                    "starred": False,
+                    "rejected": rejected,
+                    "decided_at": (parse_time(rejected_at) or now) if rejected else None,
+                    "found_at": now,
+                }
+            )
+        pair_fields = ("user_id", "source_chunk_id", "target_chunk_id")
         with self.store.transaction(self.queries) as tx:
             key_params = {"document_id": document_id, "user_id": user_id}
             seen = {_pair(a, b) for a, b in before} if before is not None else None
@@ -485,12 +484,33 @@ class Curation:
                     for r in tx.all("conn_visible_pairs", key_params)
                 }
             if mode != "add_new":
+                for part in _parts(rows, 500):
+                    tx.many(
+                        "conn_confirm",
+                        [{**{k: r[k] for k in pair_fields}, "found_at": now} for r in part],
+                    )
+                    tx.many(
+                        "conn_rescore",
+                        [
+                            {
+                                **{k: r[k] for k in pair_fields},
+                                "engine_scores": r["engine_scores"],
+                                "combined_score": r["combined_score"],
+                                "reason": r["reason"],
+                                "all_rows": mode == "all",
+                            }
+                            for r in part
+                        ],
+                    )
                 tx.run(
                     "conn_delete_replaceable",
-                    {**key_params, "keep_rejected": mode == "smart", "protect": list(protect)},
+                    {
+                        **key_params,
+                        "keep_rejected": mode == "smart",
+                        "since": since or now,
+                        "pending": list(pending),
+                    },
                 )
-            if refresh:
-                tx.many("conn_refresh_kept", refresh)
             for part in _parts(rows, 500):
                 tx.many("conn_insert", part)
             after = {
@@ -499,11 +519,7 @@ class Curation:
             }
             tx.run(
                 "conn_mark_detected",
-                {
-                    **key_params,
-                    "detected_at": detected_at or _now(),
-                    "compared": compared,
-                },
+                {**key_params, "detected_at": detected_at or now, "compared": compared},
             )
         return SaveCounts(
             before=len(seen),
@@ -635,6 +651,7 @@ class Curation:
                             "engine_scores": dict(c.get("engine_scores") or {}),
                             "combined_score": float(c.get("combined_score") or 0.0),
                             "reason": c.get("reason"),
+                            "found_at": None,
                             **flags,
                         },
                     )
@@ -720,6 +737,7 @@ def reattach_decisions(
                 "starred": conn.starred,
                 "rejected": conn.rejected,
                 "decided_at": parse_time(conn.decided_at) or _now(),
+                "found_at": None,
             },
         )
         done += 1

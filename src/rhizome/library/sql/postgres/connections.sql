@@ -121,18 +121,19 @@ WHERE user_id = %(user_id)s
        OR target_document_id = %(document_id)s::uuid)
   AND NOT user_validated AND NOT starred
   AND (NOT %(keep_rejected)s::boolean OR NOT rejected)
+  AND (found_at IS NULL OR found_at < %(since)s::timestamptz)
   AND NOT ((CASE WHEN source_document_id = %(document_id)s::uuid THEN target_document_id
-                 ELSE source_document_id END) = ANY(%(protect)s::uuid[]));
+                 ELSE source_document_id END) = ANY(%(pending)s::uuid[]));
 
 -- name: conn_insert
 INSERT INTO connections (id, user_id, source_chunk_id, target_chunk_id, source_document_id,
                          target_document_id, engine_scores, combined_score, reason,
-                         user_validated, starred, rejected, decided_at)
+                         user_validated, starred, rejected, decided_at, found_at)
 SELECT %(id)s::uuid, %(user_id)s, %(source_chunk_id)s::uuid, %(target_chunk_id)s::uuid,
        %(source_document_id)s::uuid, %(target_document_id)s::uuid,
        %(engine_scores)s::jsonb, %(combined_score)s::float8, %(reason)s::text,
        %(validated)s::boolean, %(starred)s::boolean, %(rejected)s::boolean,
-       %(decided_at)s::timestamptz
+       %(decided_at)s::timestamptz, %(found_at)s::timestamptz
 WHERE NOT EXISTS (SELECT 1 FROM connections WHERE {{conn_same_pair}})
   AND EXISTS (SELECT 1 FROM chunks WHERE id = %(source_chunk_id)s::uuid
                 AND user_id = %(user_id)s AND document_id = %(source_document_id)s::uuid)
@@ -140,11 +141,15 @@ WHERE NOT EXISTS (SELECT 1 FROM connections WHERE {{conn_same_pair}})
                 AND user_id = %(user_id)s AND document_id = %(target_document_id)s::uuid)
 ON CONFLICT (source_chunk_id, target_chunk_id) DO NOTHING;
 
--- name: conn_refresh_kept
+-- name: conn_confirm
+UPDATE connections SET found_at = %(found_at)s::timestamptz WHERE {{conn_same_pair}};
+
+-- name: conn_rescore
 UPDATE connections
 SET engine_scores = %(engine_scores)s::jsonb, combined_score = %(combined_score)s::float8,
     reason = %(reason)s::text
-WHERE {{conn_same_pair}} AND (user_validated OR starred) AND NOT rejected;
+WHERE {{conn_same_pair}}
+  AND (%(all_rows)s::boolean OR (NOT user_validated AND NOT starred AND NOT rejected));
 
 -- name: conn_find_pair
 SELECT id, user_validated, starred, rejected FROM connections WHERE {{conn_same_pair}};

@@ -116,17 +116,18 @@ WHERE user_id = :user_id
   AND (source_document_id = :document_id OR target_document_id = :document_id)
   AND user_validated = 0 AND starred = 0
   AND (NOT :keep_rejected OR rejected = 0)
+  AND (found_at IS NULL OR found_at < :since)
   AND (CASE WHEN source_document_id = :document_id THEN target_document_id
             ELSE source_document_id END)
-      NOT IN (SELECT value FROM json_each(:protect));
+      NOT IN (SELECT value FROM json_each(:pending));
 
 -- name: conn_insert
 INSERT INTO connections (id, user_id, source_chunk_id, target_chunk_id, source_document_id,
                          target_document_id, engine_scores, combined_score, reason,
-                         user_validated, starred, rejected, decided_at)
+                         user_validated, starred, rejected, decided_at, found_at)
 SELECT :id, :user_id, :source_chunk_id, :target_chunk_id, :source_document_id,
        :target_document_id, :engine_scores, :combined_score, :reason,
-       :validated, :starred, :rejected, :decided_at
+       :validated, :starred, :rejected, :decided_at, :found_at
 WHERE NOT EXISTS (SELECT 1 FROM connections WHERE {{conn_same_pair}})
   AND EXISTS (SELECT 1 FROM chunks WHERE id = :source_chunk_id AND user_id = :user_id
                 AND document_id = :source_document_id)
@@ -134,10 +135,14 @@ WHERE NOT EXISTS (SELECT 1 FROM connections WHERE {{conn_same_pair}})
                 AND document_id = :target_document_id)
 ON CONFLICT (source_chunk_id, target_chunk_id) DO NOTHING;
 
--- name: conn_refresh_kept
+-- name: conn_confirm
+UPDATE connections SET found_at = :found_at WHERE {{conn_same_pair}};
+
+-- name: conn_rescore
 UPDATE connections
 SET engine_scores = :engine_scores, combined_score = :combined_score, reason = :reason
-WHERE {{conn_same_pair}} AND (user_validated = 1 OR starred = 1) AND rejected = 0;
+WHERE {{conn_same_pair}}
+  AND (:all_rows OR (user_validated = 0 AND starred = 0 AND rejected = 0));
 
 -- name: conn_find_pair
 SELECT id, user_validated, starred, rejected FROM connections WHERE {{conn_same_pair}};

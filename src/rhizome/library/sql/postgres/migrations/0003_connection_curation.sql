@@ -1,5 +1,6 @@
 -- Connections the user curates (issue 14): validated (already there), starred, rejected,
--- when the user decided; the rejections themselves, keyed by the content of the two
+-- when the user decided, and when an engine last found the pair (a reprocess deletes only
+-- what it did not find again); the rejections themselves, keyed by the content of the two
 -- chunks (so a rejected pair is never re-created, even after its chunks were re-made);
 -- when each document's connections were last detected and against how many documents;
 -- when a document's chunks were last replaced (for reprocess mode add_new).
@@ -7,6 +8,7 @@
 ALTER TABLE connections ADD COLUMN starred boolean NOT NULL DEFAULT false;
 ALTER TABLE connections ADD COLUMN rejected boolean NOT NULL DEFAULT false;
 ALTER TABLE connections ADD COLUMN decided_at timestamptz;
+ALTER TABLE connections ADD COLUMN found_at timestamptz;
 CREATE INDEX connections_user_score_idx ON connections (user_id, combined_score DESC);
 
 ALTER TABLE documents ADD COLUMN connections_detected_at timestamptz;
