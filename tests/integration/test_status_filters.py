@@ -97,10 +97,12 @@ def test_filter_dimensions_and_text_search(store: SqlJobStore) -> None:
     asked = JobFilter(types=("t_failed",), exclude_types=("t_failed",))  # asked for by name
     assert [j.id for j in store.search_jobs(asked)] == [jobs["failed"].id]
     assert store.facet_counts(JobFilter(user_id="nobody")).everything == 0
-    newest = store.search_jobs(JobFilter(), limit=3)
-    oldest = store.filtered_job_ids(JobFilter(), limit=3)
-    assert [j.id for j in newest] == [j.id for j in store.search_jobs(JobFilter())][:3]
-    assert oldest == [jobs["pending"].id, jobs["running"].id, jobs["pausing"].id]
+    newest_first = [j.id for j in store.search_jobs(JobFilter(), limit=100)]
+    assert [j.id for j in store.search_jobs(JobFilter(), limit=3)] == newest_first[:3]
+    assert [j.id for j in store.search_jobs(JobFilter(), limit=3, offset=3)] == newest_first[3:6]
+    oldest_first = store.filtered_job_ids(JobFilter())  # (created_at, id): ties are stable
+    assert oldest_first == newest_first[::-1]
+    assert store.filtered_job_ids(JobFilter(), limit=3) == oldest_first[:3]
 
 
 def test_change_feed_position_and_changes(store: SqlJobStore) -> None:

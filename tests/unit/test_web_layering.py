@@ -127,8 +127,8 @@ def test_labels_and_icons_come_from_the_registry_only() -> None:
         assert (shown.label, shown.icon, shown.registered) == (jt.label, jt.icon, True)
         assert jt.icon in display.ICONS, f"no drawing for the icon {jt.icon!r} of {jt.name}"
     assert [t.name for t in display.all_types(registry, include_hidden=True)] == registry.names()
-    other = display.type_display(registry, "obsidian_export")  # not registered here
-    assert (other.label, other.icon, other.registered) == ("Obsidian export", "box", False)
+    other = display.type_display(registry, "legacy_import")  # not registered here
+    assert (other.label, other.icon, other.registered) == ("Legacy import", "box", False)
 
     mine = Registry()
 

@@ -181,7 +181,7 @@ def test_jobs_panel_filters_bulk_and_admin_actions(
     api = live_server.client()
     api.post("/api/jobs", json={"type": "noop", "input": SLOW_NOOP | {"units": 1}})
     page.goto("/jobs?status=active")
-    new = api.post("/api/jobs", json={"type": "export_documents"})
+    new = api.post("/api/jobs", json={"type": "legacy_import"})
     assert new.status_code == 422  # not registered: the API refuses it
     api.post("/api/queue/pause")
     job = api.post("/api/jobs", json={"type": "noop", "input": SLOW_NOOP}).json()["jobs"][0]
