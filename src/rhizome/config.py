@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     ``rhizome.toml``: ``apps = ["mod_a", "mod_b"]``."""
     debug: bool = False
     """Let unexpected errors of the command line show their traceback."""
+    fetch_allow_private: bool = False
+    """Let URL documents fetch loopback, private, link-local and multicast addresses."""
+    extract_memory_mb: int = Field(2048, ge=64)
+    """Address-space limit of the child process that reads one document."""
+    extract_cpu_seconds: int = Field(300, ge=1)
+    extract_timeout_seconds: float = Field(600.0, gt=0)
+    max_document_words: int = Field(2_000_000, ge=1)
+    max_document_chunks: int = Field(20_000, ge=1)
+    job_time_limits: dict[str, float] = Field(default_factory=dict)
+    """Per job type, the longest one run may take (seconds), over the type's own limit:
+    ``RHIZOME_JOB_TIME_LIMITS='{"process_document": 7200}'``."""
 
     @field_validator("apps", mode="before")
     @classmethod

@@ -167,6 +167,13 @@ SAMPLES: dict[str, object] = {
     "embedding_api_key": "k3y",
     "apps": ["my_jobs", "lab.tasks"],
     "debug": True,
+    "fetch_allow_private": True,
+    "extract_memory_mb": 512,
+    "extract_cpu_seconds": 30,
+    "extract_timeout_seconds": 45.0,
+    "max_document_words": 1000,
+    "max_document_chunks": 50,
+    "job_time_limits": {"process_document": 7200.0},
 }
 
 
@@ -195,6 +202,8 @@ def _toml_value(value: object) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -215,7 +224,7 @@ def test_the_readme_defaults_are_the_real_ones() -> None:
     defaults = load_settings()
     for variable, stated in _configuration_table().items():
         value = getattr(defaults, variable.removeprefix("RHIZOME_").lower())
-        if value is None or value == []:
+        if value is None or value in ([], {}):
             assert stated == "—", variable
         elif isinstance(value, bool):
             assert stated == str(value).lower(), variable
@@ -241,7 +250,12 @@ def test_rhizome_toml_sets_every_setting_the_readme_lists(clean_env: Path) -> No
 
 def test_the_environment_sets_every_setting_too(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SAMPLES.items():
-        text = ",".join(value) if isinstance(value, list) else str(value)
+        if isinstance(value, list):
+            text = ",".join(value)
+        elif isinstance(value, dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
         monkeypatch.setenv(f"RHIZOME_{name.upper()}", text)
     s = load_settings()
     for name, value in SAMPLES.items():

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rhizome.config import Settings, load_settings
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext, JobInterrupted
@@ -26,7 +27,8 @@ from rhizome.library.repo import Library
 from rhizome.pipeline.chunk import chunk_markdown
 from rhizome.pipeline.clean import clean
 from rhizome.pipeline.embed import get_embedder
-from rhizome.pipeline.extract import extract, fetch_url
+from rhizome.pipeline.extract import fetch_url
+from rhizome.pipeline.extract.sandbox import ExtractLimits, extract_isolated
 
 STAGES = (
     Stage("extract", "Extracting text", 0, 30),
@@ -36,6 +38,10 @@ STAGES = (
     Stage("save", "Saving", 92, 98, pause_safe=False),
     Stage("finalize", "Finalizing", 98, 100, pause_safe=False),
 )
+MAX_CHUNK_CHARS = 100_000
+"""A chunk is at most ~180 words; one this long is a single giant "word" (junk)."""
+EMBED_MAX_CHARS = 8000
+"""Characters of a chunk given to the embedder (the model reads its first 256 tokens)."""
 EMBED_BATCH = 16
 """Chunks per embedding batch: each batch ends with a checkpoint and a safe point, so a
 pause waits for at most one batch (a fraction of a second on 2 cores)."""
@@ -67,6 +73,7 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     library = Library(ctx.store)
     doc = library.get_document(data.document_id, user)
     folder = doc.storage_folder
+    settings = load_settings()
     if not ctx.is_done("save"):  # after save the document is ready; a resume keeps it so
         library.update_document(doc.id, user, status="processing", clear_error=True)
 
@@ -77,12 +84,19 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
                 "No text could be extracted from this document.",
                 "If it is a scanned PDF, run it through OCR first.",
             )
+        words = len(content.split())
+        if words > settings.max_document_words:
+            raise InvalidInputError(
+                f"This document has {words:,} words; the limit is "
+                f"{settings.max_document_words:,} per document.",
+                "Split it into smaller documents, or raise RHIZOME_MAX_DOCUMENT_WORDS.",
+            )
         key = f"{folder}/content.md"
         ctx.storage.put(key, content.encode("utf-8"))
         return {
             "content_key": key,
             "content_sha256": hashlib.sha256(content.encode("utf-8")).hexdigest(),
-            "word_count": len(content.split()),
+            "word_count": words,
         }
 
     def chunk_stage() -> dict[str, Any]:
@@ -91,6 +105,20 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
             max_words=data.max_words,
             overlap_words=data.overlap_words,
         )
+        longest = max((len(p.text) for p in pieces), default=0)
+        if longest > MAX_CHUNK_CHARS:
+            raise InvalidInputError(
+                f"This document holds a passage of {longest:,} characters without a break "
+                "between words; it is not readable text.",
+                "Check the file: it may be binary data saved as text, or built to exhaust "
+                "the reader.",
+            )
+        if len(pieces) > settings.max_document_chunks:
+            raise InvalidInputError(
+                f"This document makes {len(pieces):,} chunks; the limit is "
+                f"{settings.max_document_chunks:,} per document.",
+                "Split it into smaller documents, or raise RHIZOME_MAX_DOCUMENT_CHUNKS.",
+            )
         stored = library.replace_chunks(
             doc.id,
             user,
@@ -122,7 +150,9 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
             )
         for start in cursor.range(total, step=EMBED_BATCH):
             batch = chunks[start : start + EMBED_BATCH]
-            vectors = embedder.embed([c.text for c in batch])
+            # the model reads 256 tokens; a giant chunk (one 20 MB "word") must not make the
+            # tokenizer allocate gigabytes
+            vectors = embedder.embed([c.text[:EMBED_MAX_CHARS] for c in batch])
             library.set_embeddings(user, [c.id for c in batch], vectors)
             done = start + len(batch)
             ctx.progress(
@@ -134,7 +164,7 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
         return {"embedder": embedder.name}
 
     try:
-        extracted = ctx.run_stage("extract", _extract, ctx, data, folder)
+        extracted = ctx.run_stage("extract", _extract, ctx, data, folder, settings)
         cleaned = ctx.run_stage("clean", clean_stage)
         ctx.discard("extract", "markdown")  # it is in content.md now
         ctx.run_stage("chunk", chunk_stage)
@@ -198,10 +228,14 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     }
 
 
-def _extract(ctx: JobContext, data: ProcessInput, folder: str) -> dict[str, Any]:
+def _extract(
+    ctx: JobContext, data: ProcessInput, folder: str, settings: Settings
+) -> dict[str, Any]:
     if data.url:
         ctx.progress(details=f"Fetching {data.url}", force=True)
-        body, content_type, final_url = fetch_url(data.url)
+        body, content_type, final_url = fetch_url(
+            data.url, allow_private=settings.fetch_allow_private
+        )
         ctx.storage.put(f"{folder}/source.html", body)
         raw, filename, url = body, None, final_url
     elif data.source_key:
@@ -223,7 +257,19 @@ def _extract(ctx: JobContext, data: ProcessInput, folder: str) -> dict[str, Any]
     def on_page(done: int, total: int) -> None:
         ctx.progress(fraction=done / max(total, 1), details=f"Reading part {done:,} of {total:,}")
 
-    ex = extract(raw, filename=filename, content_type=content_type, url=url, progress=on_page)
+    limits = ExtractLimits(
+        memory_bytes=settings.extract_memory_mb * 1024 * 1024,
+        cpu_seconds=settings.extract_cpu_seconds,
+        wall_seconds=settings.extract_timeout_seconds,
+    )
+    ex = extract_isolated(
+        raw,
+        limits=limits,
+        progress=on_page,
+        filename=filename,
+        content_type=content_type,
+        url=url,
+    )
     return {
         "markdown": ex.markdown,
         "title": ex.title,
