@@ -156,7 +156,12 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
                     state[name] += getattr(counts, name)
                 if len(state["per_document"]) < PER_DOCUMENT_LIMIT:
                     state["per_document"].append(
-                        {"document_id": doc, **counts.to_dict(), "backup": current["backup"]}
+                        {
+                            "document_id": doc,
+                            "title": library.get_document(doc, user).title,
+                            **counts.to_dict(),
+                            "backup": current["backup"],
+                        }
                     )
                 state["done"] = position + 1
                 state["current"] = None

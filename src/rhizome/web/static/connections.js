@@ -101,6 +101,14 @@
     filters.addEventListener("change", function (ev) {
       if (ev.target.name !== "min_score") filters.requestSubmit();
     });
+    filters.addEventListener("submit", function () {  // clean URLs: no empty filters
+      Array.prototype.forEach.call(filters.elements, function (el) {
+        if (el.name && !el.value) el.disabled = true;
+      });
+    });
+    window.addEventListener("pageshow", function () {
+      Array.prototype.forEach.call(filters.elements, function (el) { el.disabled = false; });
+    });
   }
   // add_new deletes nothing: no backup by default
   document.addEventListener("change", function (ev) {
