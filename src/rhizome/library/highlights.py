@@ -148,7 +148,8 @@ class Highlights:
         """A highlight on the document. ``content`` is its ``content.md``: the offsets must
         hold ``text`` there; without offsets the text is looked up in it."""
         doc = self.library.get_document(document_id, user_id)
-        text = text.strip("\n")
+        if start is None:
+            text = text.strip("\n")
         if not text.strip():
             raise InvalidInputError("A highlight needs some text.", "Select a passage first.")
         if len(text) > MAX_TEXT:

@@ -979,7 +979,7 @@ def apply_document(
                 }
                 out.chunks_updated += tx.run("merge_chunk_enrichment", params)
         else:  # create, import, replace: the chunks become exactly the file's
-            before = _count(tx, "count_connections", user_id, doc_id)
+            before = _count(tx, "count_document_connections", user_id, doc_id)
             # the user's decisions on connections whose passages survive are kept
             decided = remember_decisions(tx, doc_id, user_id)
             tx.run("park_chunk_indexes", {"user_id": user_id, "document_id": doc_id})
@@ -987,7 +987,7 @@ def apply_document(
                 "delete_chunks_except",
                 {"user_id": user_id, "document_id": doc_id, "keep": list(chunk_ids)},
             )
-            out.connections_kept = _count(tx, "count_connections", user_id, doc_id)
+            out.connections_kept = _count(tx, "count_document_connections", user_id, doc_id)
             out.connections_dropped = before - out.connections_kept
             existing_ids: set[str] = set()
             for start in range(0, len(chunk_ids), 500):
@@ -997,12 +997,10 @@ def apply_document(
                     for r in tx.all("chunk_owners", {"ids": list(part)})
                     if r["user_id"] == user_id and str(r["document_id"]) == doc_id
                 )
-            for r in rows:
-                tx.run("upsert_chunk", r)
-                if r["id"] in existing_ids:
-                    out.chunks_updated += 1
-                else:
-                    out.chunks_inserted += 1
+            for start in range(0, len(rows), 500):
+                tx.many("upsert_chunk", rows[start : start + 500])
+            out.chunks_updated = sum(r["id"] in existing_ids for r in rows)
+            out.chunks_inserted = len(rows) - out.chunks_updated
             reattach_decisions(tx, decided, doc_id, user_id, rows)
             if doc.embeddings is not None:
                 vectors = [

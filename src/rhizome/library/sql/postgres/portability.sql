@@ -117,3 +117,8 @@ ORDER BY chunk_index;
 SELECT id, text FROM chunks
 WHERE user_id = %(user_id)s AND document_id = %(document_id)s AND embedding IS NULL
 ORDER BY chunk_index;
+
+-- name: count_document_connections
+SELECT count(*) AS n FROM connections
+WHERE user_id = %(user_id)s
+  AND (source_document_id = %(document_id)s OR target_document_id = %(document_id)s);

@@ -1,5 +1,7 @@
 -- Named queries of export, import and the storage scan (SQLite). Every query is scoped by
 -- user_id; an import never touches another user's rows (the upserts check the owner).
+-- "+user_id" (not indexable) where a document is named: SQLite would otherwise pick the
+-- user_id index and scan every chunk of the user, for every document of an import.
 
 -- name: document_owner
 SELECT user_id FROM documents WHERE id = :id;
@@ -13,11 +15,11 @@ SELECT document_id, count(*) AS n FROM chunks WHERE user_id = :user_id GROUP BY 
 
 -- name: count_chunks
 SELECT count(*) AS n, max(chunk_index) AS last_index FROM chunks
-WHERE user_id = :user_id AND document_id = :document_id;
+WHERE +user_id = :user_id AND document_id = :document_id;
 
 -- name: sample_chunks
 SELECT id, chunk_index, text, start_offset, end_offset FROM chunks
-WHERE user_id = :user_id AND document_id = :document_id
+WHERE +user_id = :user_id AND document_id = :document_id
 ORDER BY chunk_index LIMIT :limit;
 
 -- name: import_document
@@ -41,11 +43,11 @@ WHERE id = :id AND user_id = :user_id
 
 -- name: park_chunk_indexes
 UPDATE chunks SET chunk_index = -1 - chunk_index
-WHERE user_id = :user_id AND document_id = :document_id;
+WHERE +user_id = :user_id AND document_id = :document_id;
 
 -- name: delete_chunks_except
 DELETE FROM chunks
-WHERE user_id = :user_id AND document_id = :document_id
+WHERE +user_id = :user_id AND document_id = :document_id
   AND id NOT IN (SELECT value FROM json_each(:keep));
 
 -- name: upsert_chunk
@@ -69,7 +71,7 @@ UPDATE chunks
 SET themes = COALESCE(:themes, themes), importance = COALESCE(:importance, importance),
     summary = COALESCE(:summary, summary), concepts = COALESCE(:concepts, concepts),
     polarity = COALESCE(:polarity, polarity), domain = COALESCE(:domain, domain)
-WHERE user_id = :user_id AND document_id = :document_id AND chunk_index = :chunk_index
+WHERE +user_id = :user_id AND document_id = :document_id AND chunk_index = :chunk_index
   AND ((:themes IS NOT NULL AND themes IS NOT :themes)
        OR (:importance IS NOT NULL AND importance IS NOT :importance)
        OR (:summary IS NOT NULL AND summary IS NOT :summary)
@@ -92,7 +94,7 @@ ON CONFLICT DO NOTHING;
 
 -- name: export_connections
 SELECT * FROM connections
-WHERE user_id = :user_id
+WHERE +user_id = :user_id
   AND (source_document_id = :document_id OR target_document_id = :document_id)
 ORDER BY created_at, id;
 
@@ -103,10 +105,15 @@ ORDER BY start_offset, created_at, id;
 
 -- name: chunk_spans
 SELECT id, chunk_index, start_offset, end_offset FROM chunks
-WHERE user_id = :user_id AND document_id = :document_id
+WHERE +user_id = :user_id AND document_id = :document_id
 ORDER BY chunk_index;
 
 -- name: missing_embeddings
 SELECT id, text FROM chunks
-WHERE user_id = :user_id AND document_id = :document_id AND embedding IS NULL
+WHERE +user_id = :user_id AND document_id = :document_id AND embedding IS NULL
 ORDER BY chunk_index;
+
+-- name: count_document_connections
+SELECT count(*) AS n FROM connections
+WHERE +user_id = :user_id
+  AND (source_document_id = :document_id OR target_document_id = :document_id);
