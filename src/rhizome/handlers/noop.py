@@ -32,6 +32,8 @@ class NoopInput(BaseModel):
     instead of at the start, so a retry resumes from a checkpoint."""
     error: Literal["transient", "invalid", "permanent", "paywall", "crash"] = "transient"
     unsafe_stages: list[int] = Field(default_factory=list)
+    log_units: bool = False
+    """Log a line (``ctx.log.info``) after each unit: it shows in the job's log."""
 
 
 _ERRORS: dict[str, type[Exception]] = {
@@ -89,6 +91,8 @@ def noop(ctx: JobContext, data: NoopInput) -> dict[str, Any]:
                 unit=unit,
                 units=data.units,
             )
+            if data.log_units:
+                ctx.log.info("%s: unit %d of %d done", stage.label, unit, data.units)
             cursor.save({"unit": unit, "digest": digest})
             if failing and len(executed) == data.fail_after_units:
                 raise _failure(data, f"noop failing on purpose after {len(executed)} unit(s)")

@@ -89,11 +89,23 @@ class Admin:
         """Other components' parts of nuclear reset and fix orphans, run in this order."""
 
     # --- one job ---------------------------------------------------------------------------
+    #
+    # Every action takes a job id or a unique prefix of 8 characters or more (the short ids
+    # the UI and `rhizome jobs list` show).
+
+    def resolve(self, job_id: str) -> str:
+        """The full id of the user's job ``job_id`` names (an id, or a unique prefix)."""
+        return self.store.resolve_job_id(job_id, self.user_id)
+
+    def get(self, job_id: str) -> Job:
+        return self.store.get(self.resolve(job_id), self.user_id)
 
     def pause(self, job_id: str, reason: str = "paused by user") -> Job:
+        job_id = self.resolve(job_id)
         return self.store.request_pause(job_id, reason=reason, user_id=self.user_id)
 
     def resume(self, job_id: str, *, restart: bool = False) -> Job:
+        job_id = self.resolve(job_id)
         before = self.store.get(job_id, self.user_id)
         job = self.store.resume(job_id, restart=restart, user_id=self.user_id)
         if restart:
@@ -101,9 +113,11 @@ class Admin:
         return job
 
     def cancel(self, job_id: str) -> Job:
+        job_id = self.resolve(job_id)
         return self.store.request_cancel(job_id, user_id=self.user_id)
 
     def retry(self, job_id: str, *, restart: bool = False) -> Job:
+        job_id = self.resolve(job_id)
         before = self.store.get(job_id, self.user_id)
         job = self.store.retry(job_id, restart=restart, user_id=self.user_id)
         if restart:
@@ -111,10 +125,12 @@ class Admin:
         return job
 
     def force_fail(self, job_id: str, reason: str = "failed by an administrator") -> Job:
+        job_id = self.resolve(job_id)
         self.store.get(job_id, self.user_id)
         return self.store.force_fail(job_id, reason)
 
     def delete(self, job_id: str, reason: str = "deleted") -> Job:
+        job_id = self.resolve(job_id)
         job = self.store.delete(job_id, user_id=self.user_id, reason=reason)
         self._drop_checkpoint_files(job)
         return job
@@ -122,7 +138,8 @@ class Admin:
     def cancel_and_delete(self, job_id: str) -> Job:
         """Cancel (a running job stops at its next write: it no longer owns the row), then
         delete the job, its timeline and its checkpoints."""
-        job = self.store.get(job_id, self.user_id)
+        job = self.get(job_id)
+        job_id = job.id
         if job.status in (JobStatus.PENDING, JobStatus.PAUSED, JobStatus.FAILED):
             self.store.request_cancel(job_id, user_id=self.user_id)
         return self.delete(job_id, reason="cancelled and deleted")
@@ -136,7 +153,7 @@ class Admin:
                 "Pass job ids, or a filter (--type/--status/--stage), or --all.",
             )
         if selection.ids:
-            return list(dict.fromkeys(selection.ids))
+            return list(dict.fromkeys(self._resolve_quietly(i) for i in selection.ids))
         return self.store.job_ids_where(
             statuses=selection.statuses,
             job_types=selection.job_types,
@@ -281,6 +298,14 @@ class Admin:
         return out
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _resolve_quietly(self, job_id: str) -> str:
+        """A prefix resolved, or the value as given (the action then skips it with the
+        reason: no such job)."""
+        try:
+            return self.resolve(job_id)
+        except RhizomeError:
+            return job_id
 
     def _delete_where(self, statuses: Sequence[str] | None, reason: str) -> list[Job]:
         ids = self.store.job_ids_where(statuses=statuses, user_id=self.user_id)

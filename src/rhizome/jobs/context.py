@@ -267,24 +267,37 @@ class JobContext:
     def current_stage(self) -> Stage | None:
         return self._stage
 
+    def current_stage_name(self) -> str | None:
+        return self._stage.name if self._stage is not None else None
+
     def stage_named(self, name: str) -> Stage:
         for stage in self.stages:
             if stage.name == name:
                 return stage
         raise ValueError(f"job type {self.job.job_type} declares no stage {name!r}")
 
-    def stage(self, name: str, details: str | None = None) -> Stage:
+    def stage(self, name: str, details: str | None = None, *, resuming: bool = False) -> Stage:
         """Enter stage ``name``: written at once, with a timeline event. (Handlers use
-        :meth:`run_stage`, which calls this.)"""
+        :meth:`run_stage`, which calls this.) ``resuming``: the job continues inside this
+        stage from a checkpoint, so the progress it had reached in it (percent, details)
+        stays instead of jumping back to the stage's start."""
         stage = self.stage_named(name)
         self._stage = stage
-        self._progress.update(
-            percent=stage.start,
-            stage=stage.name,
-            substage=None,
-            details=details or stage.label,
-            stage_data={},
-        )
+        keep = resuming and self._progress.get("stage") == stage.name
+        try:
+            reached = float(self._progress.get("percent") or 0)
+        except (TypeError, ValueError):
+            reached = 0.0
+        if keep and stage.start <= reached <= stage.end:
+            self._progress.update(substage=None)
+        else:
+            self._progress.update(
+                percent=stage.start,
+                stage=stage.name,
+                substage=None,
+                details=details or stage.label,
+                stage_data={},
+            )
         self._write(event=f"stage {stage.name} started")
         return stage
 
@@ -369,7 +382,7 @@ class JobContext:
             self.skipped_stages.append(name)
             result: T = state.done[name]
             return result
-        self.stage(name)
+        self.stage(name, resuming=state.stage == name and bool(state.cursors))
         value = fn(*args, **kwargs)
         state.finish(name, value)
         self._checkpoint(name)

@@ -1,5 +1,6 @@
 """Change feed for live UIs: every change to a job (status, progress, checkpoint,
-heartbeat) and every timeline event, pushed to subscribers within milliseconds.
+heartbeat), every timeline event, every line a job logs and every change of the queue
+controls (a queue or job type paused), pushed to subscribers within milliseconds.
 
 One :class:`ChangeFeed` thread per process waits on the store's change waiter
 (:meth:`~rhizome.jobs.store.base.SqlJobStore.change_waiter`: ``LISTEN`` on PostgreSQL,
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rhizome.errors import RhizomeError
-from rhizome.jobs.model import Job, JobEvent
+from rhizome.jobs.model import Job, JobEvent, JobLogLine
 from rhizome.jobs.store.base import ChangeWaiter, SqlJobStore
 
 log = logging.getLogger("rhizome.jobs.events")
@@ -26,10 +27,13 @@ log = logging.getLogger("rhizome.jobs.events")
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "job" | "event" | "deleted"
+    kind: str  # "job" | "event" | "deleted" | "log" | "queue"
     job: Job | None = None
     event: JobEvent | None = None
     job_id: str | None = None
+    log: JobLogLine | None = None
+    queue: dict[str, dict[str, Any]] | None = None
+    """The queue controls (``store.queue_controls()``) after they changed."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
@@ -39,6 +43,10 @@ class Change:
             out["event"] = self.event.to_dict()
         if self.job_id is not None:
             out["job_id"] = self.job_id
+        if self.log is not None:
+            out["log"] = self.log.to_dict()
+        if self.queue is not None:
+            out["queue"] = self.queue
         return out
 
 
@@ -68,6 +76,8 @@ class ChangeFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_event = 0
+        self._last_log = 0
+        self._queue: dict[str, dict[str, Any]] | None = None
         self._since: datetime | None = None
         self._seen: dict[str, tuple[Any, Any, str]] = {}
         self.poke = threading.Event()
@@ -77,6 +87,8 @@ class ChangeFeed:
         if self._thread is not None:
             return
         self._last_event, self._since = self.store.feed_position()
+        self._last_log = self.store.last_log_id()
+        self._queue = self.store.queue_controls()
         self._thread = threading.Thread(target=self._run, name="rhizome-feed", daemon=True)
         self._thread.start()
 
@@ -138,6 +150,13 @@ class ChangeFeed:
             if event.from_status and not event.to_status:
                 self._seen.pop(event.job_id, None)
                 changes.append(Change("deleted", job_id=event.job_id))
+        for line in self.store.logs_since(self._last_log):
+            self._last_log = max(self._last_log, line.id)
+            changes.append(Change("log", log=line, job_id=line.job_id))
+        controls = self.store.queue_controls()
+        if controls != self._queue:
+            self._queue = controls
+            changes.append(Change("queue", queue=controls))
         if len(self._seen) > 50000:
             self._seen.clear()
         if changes:

@@ -90,6 +90,13 @@ STORED_STATUS_OF: Mapping[str, JobStatus] = {
 assert set(STATUS_FILTER_MEANING) == set(STATUS_FILTERS)
 assert set(STORED_STATUS_OF) == set(SHOWN_STATUSES)
 
+UNFINISHED_SHOWN: frozenset[str] = frozenset(
+    {"pending", "processing", "pausing", "cancelling", "paused", "retrying"}
+)
+"""The shown statuses of jobs that are not finished: only these count as "in" a stage (the
+stage filter, "stuck in chunking", leaves out jobs that completed, failed or were cancelled
+in their last stage). The SQL fragment ``unfinished`` in ``views.sql`` says the same."""
+
 
 def shown_status(
     status: JobStatus | str,
@@ -122,6 +129,25 @@ def check_status_filter(values: Iterable[str]) -> tuple[str, ...]:
         if value not in STATUS_FILTER_MEANING:
             raise ValueError(f"Unknown status {value!r}. Use one of: {', '.join(STATUS_FILTERS)}.")
     return out
+
+
+JobSort = Literal[
+    "created_desc",
+    "created_asc",
+    "started_desc",
+    "started_asc",
+    "duration_desc",
+    "duration_asc",
+    "progress_desc",
+    "progress_asc",
+    "type_asc",
+    "type_desc",
+    "status_asc",
+    "status_desc",
+]
+JOB_SORTS: tuple[str, ...] = get_args(JobSort)
+"""Orders of a job search (``sort=`` in the API and the Jobs panel): a column and a
+direction. The default is ``created_desc`` (newest first)."""
 
 
 class ErrorType(StrEnum):
@@ -185,6 +211,10 @@ class Job:
     last_checkpoint_path: str | None = None
     last_checkpoint_stage: str | None = None
     checkpoint_hash: str | None = None
+    claim_reason: str | None = None
+    """Why the current (or last) run was claimed: None (its first run), ``resume``,
+    ``release`` (handed back by a stopping worker), ``retry`` or ``takeover``. Only a first
+    run, a retry and a takeover count a new ``attempt``."""
 
     @property
     def display_status(self) -> str:
@@ -255,6 +285,7 @@ class JobFilter:
     types: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
     stage: str | None = None
+    """Unfinished jobs in this stage (see :data:`UNFINISHED_SHOWN`)."""
     q: str | None = None
     """Text search (case-insensitive, literal) over the id, type, input, progress details
     and stage, error message, entity id and worker id."""
@@ -348,7 +379,7 @@ class Facets:
         for job_type, shown, stage, n in groups:
             type_ok = not f.types or job_type in f.types
             status_ok = status_filter_matches(shown, f.statuses)
-            stage_ok = not f.stage or stage == f.stage
+            stage_ok = not f.stage or (stage == f.stage and shown in UNFINISHED_SHOWN)
             everything += n
             if status_ok and stage_ok:
                 by_type[job_type] = by_type.get(job_type, 0) + n
@@ -356,7 +387,7 @@ class Facets:
                 for value in STATUS_FILTERS:
                     if shown in STATUS_FILTER_MEANING[value]:
                         by_status[value] = by_status.get(value, 0) + n
-            if type_ok and status_ok and stage:
+            if type_ok and status_ok and stage and shown in UNFINISHED_SHOWN:
                 by_stage[stage] = by_stage.get(stage, 0) + n
             if type_ok and status_ok and stage_ok:
                 total += n
@@ -408,6 +439,49 @@ class JobEvent:
             "stage": self.stage,
             "message": self.message,
             "worker_id": self.worker_id,
+        }
+
+
+@dataclass(frozen=True)
+class JobLogLine:
+    """One row of ``job_logs``: a line a job's handler logged while it ran."""
+
+    id: int
+    job_id: str
+    at: datetime | None
+    level: str
+    logger: str
+    message: str
+    stage: str | None = None
+    worker_id: str | None = None
+    attempt: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobLogLine:
+        attempt = row.get("attempt")
+        return cls(
+            id=int(row["id"]),
+            job_id=str(row["job_id"]),
+            at=parse_time(row.get("at")),
+            level=str(row["level"]),
+            logger=str(row["logger"]),
+            message=str(row["message"]),
+            stage=row.get("stage"),
+            worker_id=row.get("worker_id"),
+            attempt=int(attempt) if attempt is not None else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "at": self.at.isoformat() if self.at else None,
+            "level": self.level,
+            "logger": self.logger,
+            "message": self.message,
+            "stage": self.stage,
+            "worker_id": self.worker_id,
+            "attempt": self.attempt,
         }
 
 

@@ -17,15 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
-from rhizome.errors import IllegalTransitionError, JobLostError, JobNotFoundError
+from rhizome.errors import (
+    IllegalTransitionError,
+    InvalidInputError,
+    JobLostError,
+    JobNotFoundError,
+)
 from rhizome.jobs import states
 from rhizome.jobs.model import (
+    JOB_SORTS,
     Control,
     ErrorType,
     Facets,
     Job,
     JobEvent,
     JobFilter,
+    JobLogLine,
     JobStatus,
     NewJob,
     WorkerInfo,
@@ -463,6 +470,7 @@ class SqlJobStore(ABC):
                 raise JobNotFoundError(f"No job with id {job_id}.")
             tx.run("delete_job", {"id": job_id})
             tx.run("delete_job_events", {"id": job_id})
+            tx.run("delete_job_logs", {"id": job_id})
             self._event(tx, job_id, row["status"], None, reason, stage=_stage(row))
         return Job.from_row(row)
 
@@ -557,11 +565,19 @@ class SqlJobStore(ABC):
 
     # --- read models: search, facet counts, metrics, change feed (sql/*/views.sql) --------
 
-    def search_jobs(self, f: JobFilter, *, limit: int = 50, offset: int = 0) -> list[Job]:
-        """The jobs matching ``f``, newest first."""
+    def search_jobs(
+        self, f: JobFilter, *, limit: int = 50, offset: int = 0, sort: str | None = None
+    ) -> list[Job]:
+        """The jobs matching ``f``, newest first, or in the order ``sort`` names (one of
+        :data:`~rhizome.jobs.model.JOB_SORTS`)."""
         params = {**self._filter_params(f), "limit": limit, "offset": offset}
+        query = "list_jobs"
+        if sort and sort != "created_desc":
+            if sort not in JOB_SORTS:
+                raise ValueError(f"Unknown sort {sort!r}. Use one of: {', '.join(JOB_SORTS)}.")
+            query, params["sort"] = "list_jobs_sorted", sort
         with self.session() as s:
-            return [Job.from_row(r) for r in s.all("list_jobs", params)]
+            return [Job.from_row(r) for r in s.all(query, params)]
 
     def filtered_job_ids(self, f: JobFilter, *, limit: int | None = None) -> list[str]:
         """Ids of the jobs matching ``f``, oldest first (what bulk actions by filter use)."""
@@ -615,6 +631,154 @@ class SqlJobStore(ABC):
             jobs = s.all("changed_jobs", {"since": self._time_param(when)})
             events = s.all("events_after", {"after": after_event})
         return [Job.from_row(r) for r in jobs], [JobEvent.from_row(r) for r in events]
+
+    # --- a job's own log (what its handler logged while it ran) ----------------------------
+
+    def append_logs(self, lines: Sequence[Row], *, keep: int) -> None:
+        """Store log lines (``job_id``, ``at``, ``level``, ``logger``, ``message``,
+        ``stage``, ``worker_id``, ``attempt``) in one transaction, keeping the newest
+        ``keep`` lines of each job."""
+        if not lines:
+            return
+        rows = [{**line, "at": self._time_param(line.get("at"))} for line in lines]
+        with self.transaction() as tx:
+            tx.many("insert_job_log", rows)
+            for job_id in dict.fromkeys(str(r["job_id"]) for r in rows):
+                tx.run("trim_job_logs", {"job_id": job_id, "keep": keep})
+
+    def job_logs(
+        self, job_id: str, *, after: int = 0, limit: int = 1000, tail: bool = False
+    ) -> list[JobLogLine]:
+        """A job's log lines, oldest first: those after the line id ``after``, or (``tail``)
+        the last ``limit`` lines."""
+        params = {"job_id": _check_id(job_id), "after": after, "limit": limit}
+        with self.session() as s:
+            rows = s.all("job_log_tail" if tail else "job_logs_after", params)
+        return [JobLogLine.from_row(r) for r in rows]
+
+    def logs_since(self, after: int) -> list[JobLogLine]:
+        """Log lines of every job after the line id ``after`` (at most 1,000): the change
+        feed's view of the logs."""
+        with self.session() as s:
+            return [JobLogLine.from_row(r) for r in s.all("logs_after", {"after": after})]
+
+    def last_log_id(self) -> int:
+        with self.session() as s:
+            row = s.one("last_log_id")
+        return int(row["id"]) if row else 0
+
+    # --- lifetime metrics (written by workers, summed by /metrics) ------------------------
+
+    def add_metrics(self, worker_id: str, deltas: Sequence[tuple[str, str, str, float]]) -> None:
+        """Add ``(metric, job_type, label, increment)`` to the worker's series."""
+        if not deltas:
+            return
+        rows = [
+            {"worker_id": worker_id, "metric": m, "job_type": t, "label": lb, "value": float(v)}
+            for m, t, lb, v in deltas
+        ]
+        with self.transaction() as tx:
+            tx.many("add_metric", rows)
+
+    def retire_metrics(self, worker_id: str) -> None:
+        """Fold a stopped worker's series into the retired workers' ('*')."""
+        with self.transaction() as tx:
+            tx.run("fold_worker_metrics", {"worker_id": worker_id})
+            tx.run("delete_worker_metrics", {"worker_id": worker_id})
+
+    def metric_totals(self) -> list[Row]:
+        """``metric``, ``job_type``, ``label``, ``value`` summed over every worker."""
+        with self.session() as s:
+            return s.all("metric_totals")
+
+    # --- ids ------------------------------------------------------------------------------
+
+    def resolve_job_id(self, value: str, user_id: str | None = None) -> str:
+        """A full job id from an id or a unique prefix of at least 8 characters (the short
+        ids the UI and ``jobs list`` show)."""
+        text = str(value).strip().lower()
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            pass
+        digits = text.replace("-", "")
+        if len(digits) < 8 or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+            raise JobNotFoundError(
+                f"{value!r} is not a job id.",
+                "Give the full id or its first 8 characters or more; see `rhizome jobs list`.",
+            )
+        low = str(uuid.UUID(digits.ljust(32, "0")))
+        high = str(uuid.UUID(digits.ljust(32, "f")))
+        with self.session() as s:
+            rows = s.all("resolve_job_id", {"low": low, "high": high, "user_id": user_id})
+        if not rows:
+            raise JobNotFoundError(f"No job with an id starting {value!r}.")
+        if len(rows) > 1:
+            raise InvalidInputError(
+                f"Several jobs have an id starting {value!r}.", "Give more characters of the id."
+            )
+        return str(rows[0]["id"])
+
+    # --- dashboards (sql/*/operator.sql) --------------------------------------------------
+
+    def status_transitions(
+        self, since: datetime, bucket_seconds: int, f: JobFilter | None = None
+    ) -> list[Row]:
+        """Status changes since ``since``: ``bucket`` (epoch seconds, a multiple of
+        ``bucket_seconds``), ``job_type``, ``from_status``, ``to_status``, ``n``."""
+        params = {**self._dash_params(since, f), "bucket": int(bucket_seconds)}
+        with self.session() as s:
+            return s.all("dash_transitions", params)
+
+    def claim_latencies(
+        self, since: datetime, f: JobFilter | None = None, *, limit: int = 20000
+    ) -> list[Row]:
+        """Claims since ``since``, newest first: ``at``, ``job_type``, ``seconds`` (from
+        due to claimed)."""
+        with self.session() as s:
+            return s.all("dash_claims", {**self._dash_params(since, f), "limit": limit})
+
+    def run_times(
+        self, since: datetime, f: JobFilter | None = None, *, limit: int = 20000
+    ) -> list[Row]:
+        """Jobs completed since ``since``, newest first: ``at``, ``job_type``, ``seconds``
+        (the time they spent processing, over all their runs)."""
+        with self.session() as s:
+            return s.all("dash_runs", {**self._dash_params(since, f), "limit": limit})
+
+    def stage_times(
+        self, since: datetime, f: JobFilter | None = None, *, limit: int = 20000
+    ) -> list[Row]:
+        """Per job and stage: ``job_type``, ``stage``, ``seconds`` spent in it, for stages
+        left since ``since``."""
+        with self.session() as s:
+            return s.all("dash_stage_times", {**self._dash_params(since, f), "limit": limit})
+
+    def _dash_params(self, since: datetime, f: JobFilter | None) -> Row:
+        return {
+            "since": self._time_param(since),
+            "user_id": f.user_id if f else None,
+            "exclude_types": (list(f.exclude_types) or None) if f else None,
+        }
+
+    def worker_activity(self, since: datetime) -> tuple[list[Row], list[Row]]:
+        """The jobs each worker runs now (``worker_id``, ``id``, ``job_type``, ``user_id``)
+        and how many it completed and failed since ``since`` (``worker_id``,
+        ``to_status``, ``n``)."""
+        with self.session() as s:
+            running = s.all("worker_running_jobs")
+            finished = s.all("worker_finished_counts", {"since": self._time_param(since)})
+        return running, finished
+
+    def taken_over_jobs(self, worker_id: str) -> list[str]:
+        """Jobs whose lease ran out while this worker held them (taken over by another)."""
+        escaped = worker_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params = {
+            "worker_id": worker_id,
+            "claim_pattern": f"lease expired; taken over from {escaped} %",
+        }
+        with self.session() as s:
+            return [str(r["job_id"]) for r in s.all("worker_taken_over", params)]
 
     def _filter_params(self, f: JobFilter) -> Row:
         return {

@@ -217,6 +217,7 @@ class SqliteJobStore(SqlJobStore):
         if gone:
             tx.run("delete_jobs_by_ids", {"ids": gone})
             tx.run("delete_events_by_job_ids", {"ids": gone})
+            tx.run("delete_logs_by_job_ids", {"ids": gone})
             tx.many(
                 "insert_event",
                 [

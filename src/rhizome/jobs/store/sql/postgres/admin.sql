@@ -1,7 +1,7 @@
 -- Named queries for admin actions and queue controls (PostgreSQL).
 
 -- name: delete_jobs
--- Delete jobs and their timelines in one statement, leaving one tombstone event each.
+-- Delete jobs with their timelines and logs in one statement, leaving one tombstone event each.
 WITH gone AS (
     DELETE FROM background_jobs
     WHERE id = ANY(%(ids)s::uuid[])
@@ -9,6 +9,8 @@ WITH gone AS (
     RETURNING *
 ), old_events AS (
     DELETE FROM job_events WHERE job_id IN (SELECT id FROM gone)
+), old_logs AS (
+    DELETE FROM job_logs WHERE job_id IN (SELECT id FROM gone)
 ), tombstones AS (
     INSERT INTO job_events (job_id, from_status, to_status, stage, message)
     SELECT id, status, NULL, progress->>'stage', %(reason)s FROM gone

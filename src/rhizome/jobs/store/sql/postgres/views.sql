@@ -12,6 +12,11 @@
     ELSE j.status
 END)
 
+-- fragment: unfinished
+-- rhizome.jobs.model.UNFINISHED_SHOWN: not completed, failed (for good) or cancelled.
+(j.status IN ('pending', 'processing', 'paused')
+ OR (j.status = 'failed' AND j.next_retry_at IS NOT NULL))
+
 -- fragment: job_filter
 -- rhizome.jobs.model.JobFilter; NULL means "any".
 (%(user_id)s::text IS NULL OR j.user_id = %(user_id)s)
@@ -19,7 +24,7 @@ AND (%(types)s::text[] IS NULL OR j.job_type = ANY(%(types)s::text[]))
 AND (%(exclude_types)s::text[] IS NULL OR j.job_type <> ALL(%(exclude_types)s::text[]))
 AND (%(stored)s::text[] IS NULL OR j.status = ANY(%(stored)s::text[]))
 AND (%(shown)s::text[] IS NULL OR {{shown_status}} = ANY(%(shown)s::text[]))
-AND (%(stage)s::text IS NULL OR j.progress ->> 'stage' = %(stage)s)
+AND (%(stage)s::text IS NULL OR (j.progress ->> 'stage' = %(stage)s AND {{unfinished}}))
 AND (%(ids)s::uuid[] IS NULL OR j.id = ANY(%(ids)s::uuid[]))
 AND (%(entity_type)s::text IS NULL OR j.entity_type = %(entity_type)s)
 AND (%(entity_ids)s::text[] IS NULL OR j.entity_id = ANY(%(entity_ids)s::text[]))

@@ -12,6 +12,11 @@
     ELSE j.status
 END)
 
+-- fragment: unfinished
+-- rhizome.jobs.model.UNFINISHED_SHOWN: not completed, failed (for good) or cancelled.
+(j.status IN ('pending', 'processing', 'paused')
+ OR (j.status = 'failed' AND j.next_retry_at IS NOT NULL))
+
 -- fragment: job_filter
 -- rhizome.jobs.model.JobFilter; lists arrive as JSON, NULL means "any".
 (:user_id IS NULL OR j.user_id = :user_id)
@@ -20,7 +25,7 @@ AND (:exclude_types IS NULL
      OR j.job_type NOT IN (SELECT value FROM json_each(:exclude_types)))
 AND (:stored IS NULL OR j.status IN (SELECT value FROM json_each(:stored)))
 AND (:shown IS NULL OR {{shown_status}} IN (SELECT value FROM json_each(:shown)))
-AND (:stage IS NULL OR j.progress ->> 'stage' = :stage)
+AND (:stage IS NULL OR (j.progress ->> 'stage' = :stage AND {{unfinished}}))
 AND (:ids IS NULL OR j.id IN (SELECT value FROM json_each(:ids)))
 AND (:entity_type IS NULL OR j.entity_type = :entity_type)
 AND (:entity_ids IS NULL OR j.entity_id IN (SELECT value FROM json_each(:entity_ids)))
