@@ -336,11 +336,17 @@ def export_document(
             if is_checkpoint_key(key) or name in DATABASE_FILES:
                 continue
             if name == CHUNKS_FILE and chunks:
-                continue  # written from the database below
+                stored = storage.get(key)
+                # the stored file, byte for byte, while it says what the database says;
+                # else the database's chunks (it is the truth)
+                same = _same_chunks(stored, chunks)
+                writer.add_bytes(prefix + name, stored if same else chunks_json(doc.id, chunks))
+                continue
             with storage.open_read(key) as src:
                 writer.add_stream(prefix + name, src)
         if chunks:
-            writer.add_bytes(prefix + CHUNKS_FILE, chunks_json(doc.id, chunks))
+            if prefix + CHUNKS_FILE not in writer.files:
+                writer.add_bytes(prefix + CHUNKS_FILE, chunks_json(doc.id, chunks))
             vectors = [c.embedding for c in chunks]
             dims = {len(v) for v in vectors if v is not None}
             if len(dims) == 1:
@@ -386,6 +392,30 @@ def export_document(
         embeddings=embeddings,
         document=_document_record(doc),
     )
+
+
+def _same_chunks(stored: bytes, chunks: Sequence[Chunk]) -> bool:
+    """Whether a stored ``chunks.json`` holds exactly the database's chunks (ids, indexes,
+    text, offsets, enrichment)."""
+    try:
+        head = json.loads(stored)
+    except ValueError:
+        return False
+    items = head.get("chunks") if isinstance(head, dict) else None
+    if str(head.get("version")) != CHUNKS_VERSION or not isinstance(items, list):
+        return False
+    if len(items) != len(chunks):
+        return False
+    for item, c in zip(items, chunks, strict=True):
+        if not isinstance(item, dict):
+            return False
+        if (item.get("id"), item.get("index"), item.get("text")) != (c.id, c.index, c.text):
+            return False
+        if (item.get("start"), item.get("end")) != (c.start, c.end):
+            return False
+        if {k: item[k] for k in ENRICHMENT_FIELDS if item.get(k) is not None} != c.enrichment:
+            return False
+    return True
 
 
 def _json_bytes(value: Any) -> bytes:
