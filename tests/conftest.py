@@ -60,7 +60,8 @@ def _truncate_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE background_jobs, job_events, workers, queue_controls, documents, chunks,"
-            " connections, highlights, connection_rejections"
+            " connections, highlights, connection_rejections, vault_settings, obsidian_notes,"
+            " readwise_highlights, readwise_accounts"
         )
 
 

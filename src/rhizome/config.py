@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     job_time_limits: dict[str, float] = Field(default_factory=dict)
     """Per job type, the longest one run may take (seconds), over the type's own limit:
     ``RHIZOME_JOB_TIME_LIMITS='{"process_document": 7200}'``."""
+    readwise_api_url: str = "https://readwise.io/api/v2"
+    """The Readwise API that ``readwise_import --api`` pages through (``/export/``)."""
 
     @field_validator("apps", mode="before")
     @classmethod

@@ -11,7 +11,10 @@ def load_builtin_handlers() -> Registry:
         export_documents,
         import_document,
         noop,
+        obsidian_export,
+        obsidian_sync,
         process_document,
+        readwise_import,
         reprocess_connections,
     )
 
