@@ -94,7 +94,7 @@ def obsidian_export(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
             status = str(result.get("status"))
             counts[status] = counts.get(status, 0) + 1
             other = list(state["other"])
-            if status in ("missing", "skipped") and len(other) < MAX_LISTED:
+            if status in ("missing", "skipped", "refused") and len(other) < MAX_LISTED:
                 other.append(result)
             state = {"n": n + 1, "counts": counts, "other": other}
             ctx.progress(

@@ -336,7 +336,13 @@ class Matcher:
             start, end = _trim(self.content, start, end)
             if end <= start:
                 return Match(
-                    None, None, 0.0, "context", "unmatched", "the passage was deleted", True
+                    None,
+                    None,
+                    0.0,
+                    "context",
+                    "unmatched",
+                    "the passage was deleted: the text around it is now next to each other",
+                    True,
                 )
             score = similarity(text, self.content[start:end])
             return Match(start, end, score, "context", _status(score), None, True)
@@ -346,7 +352,15 @@ class Matcher:
         if a_start is not None:
             hi, _ = norm.to_original(a_start, a_start + 1)
             return self._align(text, hi - 2 * len(text) - 80, hi, "context")
-        return None
+        return Match(
+            None,
+            None,
+            0.0,
+            "context",
+            "unmatched",
+            "the passage and the text around it are gone",
+            True,
+        )
 
     def neighbours(self, text: str, expected: int, radius: int | None = None) -> Match | None:
         """A fuzzy alignment around ``expected``: the chunk there and its neighbours (or
@@ -441,10 +455,7 @@ class Matcher:
             return best
         score = best.confidence if best is not None else 0.0
         if deleted is not None:
-            reason = (
-                f"{deleted}: its old surroundings are now next to each other (the most "
-                f"similar passage elsewhere scores {score:.2f})"
-            )
+            reason = f"{deleted} (the most similar passage elsewhere scores {score:.2f})"
             return Match(None, None, score, "none", "unmatched", reason)
         reason = (
             f"not found: the most similar passage scores {score:.2f} (below {REVIEW_FLOOR:.2f})"

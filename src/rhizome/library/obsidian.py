@@ -51,6 +51,7 @@ from rhizome.library.vault import (
     HIGHLIGHTS_SUFFIX,
     META_FOLDER,
     NoteState,
+    UnsafePathError,
     Vault,
     VaultRepo,
     VaultSettings,
@@ -241,20 +242,28 @@ def export_document(
         }
     finish_content(ctx.store, ctx.storage, doc.id, ctx.user_id)
     content = _content(ctx.storage, doc)
-    name = name_of_note(state.note_path) if state is not None else _name_for(ctx, doc)
-    note_path = note_paths(name)["note"]
-    main, derived = document_files(ctx, doc, name, content)
-    vault_changed = False
-    if state is not None and not overwrite_vault:
-        current = ctx.vault.read(note_path)
-        if current is not None and (
-            sha256(current) != state.vault_hash or state.status == "conflict"
-        ):
-            vault_changed = True
-    written, unchanged = _write_all(ctx.vault, derived)
-    if not vault_changed:
-        w, u = _write_all(ctx.vault, main)
-        written, unchanged = written + w, unchanged + u
+    try:
+        name = name_of_note(state.note_path) if state is not None else _name_for(ctx, doc)
+        note_path = note_paths(name)["note"]
+        main, derived = document_files(ctx, doc, name, content)
+        vault_changed = False
+        if state is not None and not overwrite_vault:
+            current = ctx.vault.read(note_path)
+            if current is not None and (
+                sha256(current) != state.vault_hash or state.status == "conflict"
+            ):
+                vault_changed = True
+        written, unchanged = _write_all(ctx.vault, derived)
+        if not vault_changed:
+            w, u = _write_all(ctx.vault, main)
+            written, unchanged = written + w, unchanged + u
+    except UnsafePathError as exc:  # a symlink in the vault that leads outside: not followed
+        return {
+            "document_id": doc.id,
+            "title": doc.title,
+            "status": "refused",
+            "message": exc.message,
+        }
     status = "vault_changed" if vault_changed else ("written" if written else "unchanged")
     result: dict[str, Any] = {
         "document_id": doc.id,
