@@ -952,7 +952,8 @@ def sync_summary(results: Sequence[dict[str, Any]], scanned: dict[str, Any]) -> 
     for r in results:
         key = str(r.get("status") or "unknown")
         counts[key] = counts.get(key, 0) + 1
-    counts["unchanged"] = counts.get("unchanged", 0) + int(scanned.get("unchanged", 0))
+    if scanned.get("unchanged"):
+        counts["unchanged"] = counts.get("unchanged", 0) + int(scanned["unchanged"])
     if scanned.get("deleted_known"):
         counts["deleted"] = counts.get("deleted", 0) + int(scanned["deleted_known"])
     if scanned.get("processing"):
