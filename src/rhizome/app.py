@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rhizome.auth import MIGRATIONS as AUTH_MIGRATIONS
 from rhizome.config import Settings, load_settings
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.admin import Admin, AdminHooks
@@ -21,7 +22,7 @@ from rhizome.library import MIGRATIONS as LIBRARY_MIGRATIONS
 from rhizome.library import Library
 from rhizome.storage import Storage, open_storage
 
-BUILTIN_MIGRATIONS: tuple[MigrationSet, ...] = (LIBRARY_MIGRATIONS,)
+BUILTIN_MIGRATIONS: tuple[MigrationSet, ...] = (LIBRARY_MIGRATIONS, AUTH_MIGRATIONS)
 """Schemas of the built-in components beside the jobs core (which applies its own)."""
 BUILTIN_ADMIN_HOOKS: tuple[AdminHooks, ...] = (LIBRARY_ADMIN_HOOKS,)
 """Their parts of nuclear reset and fix orphans."""

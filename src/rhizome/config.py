@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ``rhizome.toml``: ``apps = ["mod_a", "mod_b"]``."""
     debug: bool = False
     """Let unexpected errors of the command line show their traceback."""
+    trusted_proxy: str | None = None
+    """Reverse proxies whose X-Rhizome-User header names the user: ``1`` (a proxy on this
+    machine), ``*`` (any peer) or addresses and networks, comma-separated."""
     fetch_allow_private: bool = False
     """Let URL documents fetch loopback, private, link-local and multicast addresses."""
     extract_memory_mb: int = Field(2048, ge=64)

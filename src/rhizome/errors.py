@@ -58,6 +58,19 @@ class JobNotFoundError(NotFoundError):
     default_hint = "List jobs with `rhizome jobs list` to find a valid id."
 
 
+class UnauthorizedError(RhizomeError):
+    """The request carries no valid credentials (HTTP 401)."""
+
+    default_hint = "Send the API token, or sign in at /login."
+
+
+class ForbiddenError(RhizomeError):
+    """The requester may not do this: a role it lacks, or a job type or input that only
+    the server itself may use (HTTP 403)."""
+
+    default_hint = "Ask an admin."
+
+
 class IllegalTransitionError(RhizomeError):
     default_hint = "Reload the job: its status changed, or this action does not apply to it."
 

@@ -167,6 +167,7 @@ SAMPLES: dict[str, object] = {
     "embedding_api_key": "k3y",
     "apps": ["my_jobs", "lab.tasks"],
     "debug": True,
+    "trusted_proxy": "10.0.0.5,192.168.0.0/24",
     "fetch_allow_private": True,
     "extract_memory_mb": 512,
     "extract_cpu_seconds": 30,

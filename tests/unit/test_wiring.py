@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rhizome.app import BUILTIN_ADMIN_HOOKS, BUILTIN_MIGRATIONS, App
+from rhizome.auth import MIGRATIONS as AUTH_MIGRATIONS
 from rhizome.config import Settings
 from rhizome.jobs.admin import Admin
 from rhizome.jobs.store import JOBS_MIGRATIONS, SqlJobStore, open_store
@@ -96,15 +97,15 @@ def test_a_store_gets_exactly_the_migrations_it_is_handed(tmp_path: Path) -> Non
 
 
 def test_the_app_hands_over_the_library(tmp_path: Path) -> None:
-    assert BUILTIN_MIGRATIONS == (MIGRATIONS,)
+    assert BUILTIN_MIGRATIONS == (MIGRATIONS, AUTH_MIGRATIONS)
     assert BUILTIN_ADMIN_HOOKS == (ADMIN_HOOKS,)
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'app.db'}", storage_url=str(tmp_path / "files")
     )
     app = App(settings)
     try:
-        assert app.store.migration_sets == (JOBS_MIGRATIONS, MIGRATIONS)
-        assert "documents" in _tables(tmp_path / "app.db")
+        assert app.store.migration_sets == (JOBS_MIGRATIONS, MIGRATIONS, AUTH_MIGRATIONS)
+        assert {"documents", "users", "api_tokens"} <= set(_tables(tmp_path / "app.db"))
         admin = app.admin()
         assert admin.hooks == (ADMIN_HOOKS,)
         assert "deleted_processing_documents" in admin.nuclear_reset()
@@ -123,7 +124,8 @@ def test_apps_get_their_own_lists(tmp_path: Path) -> None:
     one = App(Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}"))
     two = App(Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}"))
     one.migrations.append(JOBS_MIGRATIONS)
-    assert two.migrations == [MIGRATIONS] and BUILTIN_MIGRATIONS == (MIGRATIONS,)
+    assert two.migrations == [MIGRATIONS, AUTH_MIGRATIONS]
+    assert BUILTIN_MIGRATIONS == (MIGRATIONS, AUTH_MIGRATIONS)
     storage = LocalStorage(tmp_path / "s")
     assert Admin(two.store, storage, hooks=two.admin_hooks).hooks == (ADMIN_HOOKS,)
     one.close()

@@ -68,7 +68,8 @@ def make_web(
     db_url: str,
     **kwargs: Any,
 ) -> tuple[App, FastAPI]:
-    settings = Settings(database_url=db_url, storage_url=str(storage.root))
+    # the test client stands for a trusted proxy: X-Rhizome-User picks the user
+    settings = Settings(database_url=db_url, storage_url=str(storage.root), trusted_proxy="*")
     app = App(settings, _store=store, _storage=storage)
     kwargs.setdefault("allowed_hosts", ["testserver"])
     return app, create_app(app, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from rhizome.errors import ConfigError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.storage import LocalStorage
 from rhizome.web import create_app
-from rhizome.web.security import check_bind, is_loopback
+from rhizome.web.security import LoginThrottle, check_bind, is_loopback
 from rhizome.web.server import run
 from tests.web.conftest import start_server
 
@@ -29,11 +30,11 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'rhizome.db'}"
 
 
-def token_app(tmp_path: Path, sqlite_url: str) -> FastAPI:
+def token_app(tmp_path: Path, sqlite_url: str, **kwargs: Any) -> FastAPI:
     settings = Settings(
         database_url=sqlite_url, storage_url=str(tmp_path / "storage"), api_token=TOKEN
     )
-    return create_app(App(settings), bind_host="0.0.0.0")
+    return create_app(App(settings), bind_host="0.0.0.0", **kwargs)
 
 
 def write_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -65,7 +66,7 @@ def test_run_refuses_a_public_bind_without_token(tmp_path: Path, sqlite_url: str
 
 
 def test_every_write_needs_the_token(tmp_path: Path, sqlite_url: str) -> None:
-    app = token_app(tmp_path, sqlite_url)
+    app = token_app(tmp_path, sqlite_url, login_throttle=LoginThrottle(burst=10_000))
     routes = write_routes(app)
     assert len(routes) >= 20
     client = TestClient(app, base_url="http://192.168.1.10:8000")

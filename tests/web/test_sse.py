@@ -19,7 +19,7 @@ from tests.web.sse_client import Message, SSEClient
 
 @pytest.fixture
 def server(tmp_path: Path, db_url: str) -> Iterator[LiveServer]:
-    s = start_server(tmp_path, db_url, "--no-worker")
+    s = start_server(tmp_path, db_url, "--no-worker", env={"RHIZOME_TRUSTED_PROXY": "1"})
     try:
         yield s
     finally:

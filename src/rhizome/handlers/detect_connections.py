@@ -53,6 +53,7 @@ class DetectInput(BaseModel):
     icon="git-branch",
     stages=STAGES,
     input_model=DetectInput,
+    owned={"document_id": "document"},  # checked by the API before it enqueues
 )
 def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]:
     """Find connections between a document and the rest of the library."""

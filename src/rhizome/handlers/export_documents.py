@@ -67,6 +67,7 @@ def export_key(user_id: str, job_id: str, created: datetime | None) -> str:
     icon="download",
     stages=STAGES,
     input_model=ExportInput,
+    owned={"document_ids": "document"},  # checked by the API before it enqueues
 )
 def export_documents(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
     """Write documents with their files, chunks, embeddings, highlights and connections

@@ -86,6 +86,7 @@ def source_prefixes(user_id: str) -> tuple[str, str]:
     icon="upload",
     stages=STAGES,
     input_model=ImportInput,
+    public=False,  # enqueued by the server (its own route), never from POST /api/jobs
 )
 def import_document(ctx: JobContext, data: ImportInput) -> dict[str, Any]:
     """Import an export ZIP or a storage folder into the library."""

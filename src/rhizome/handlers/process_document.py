@@ -66,6 +66,7 @@ class ProcessInput(BaseModel):
     icon="zap",
     stages=STAGES,
     input_model=ProcessInput,
+    public=False,  # enqueued by the server (its own route), never from POST /api/jobs
 )
 def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     """Turn a source into markdown, chunks and embeddings."""

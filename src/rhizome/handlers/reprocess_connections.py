@@ -66,6 +66,7 @@ class ReprocessInput(BaseModel):
     icon="network",
     stages=STAGES,
     input_model=ReprocessInput,
+    owned={"document_ids": "document"},  # checked by the API before it enqueues
 )
 def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, Any]:
     """Re-run connection detection for documents (a checkpoint after each document)."""

@@ -16,7 +16,7 @@ A job type is declared once, next to its handler::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,15 @@ class JobType:
     description: str = ""
     max_retries: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
+    public: bool = True
+    """Whether users may enqueue it through the HTTP API (``POST /api/jobs``). Types whose
+    input names things only the server may choose (a storage key, say) are internal: the
+    server enqueues them itself (an upload, an import)."""
+    owned: Mapping[str, str] = field(default_factory=dict)
+    """Input fields that name something the requesting user must own, and what they name:
+    ``{"document_id": "document", "document_ids": "document"}`` (a list: each item). The
+    API checks them before it enqueues (kinds: ``document``, ``job``, ``chunk``,
+    ``highlight``, ``connection``, ``storage_key``); the handler checks again."""
 
     def validate_input(self, data: Any) -> BaseModel:
         if not isinstance(data, dict):
@@ -98,6 +107,7 @@ class JobType:
             "label": self.label,
             "icon": self.icon,
             "hidden": self.hidden,
+            "public": self.public,
             "description": self.description,
             "stages": static,
             "input_schema": self.input_model.model_json_schema(),
@@ -126,6 +136,8 @@ class Registry:
         hidden: bool = False,
         description: str = "",
         max_retries: int = 3,
+        public: bool = True,
+        owned: Mapping[str, str] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`register`."""
 
@@ -141,6 +153,8 @@ class Registry:
                     hidden=hidden,
                     description=description or (handler.__doc__ or "").strip(),
                     max_retries=max_retries,
+                    public=public,
+                    owned=dict(owned or {}),
                 )
             )
             return handler

@@ -69,6 +69,15 @@ class Library:
             raise DocumentNotFoundError(f"No document with id {document_id}.")
         return Document.from_row(row)
 
+    def owns_chunk(self, chunk_id: str, user_id: str) -> bool:
+        """Whether the chunk exists and is the user's (the API's check of job inputs)."""
+        try:
+            checked = str(uuid.UUID(str(chunk_id)))
+        except ValueError:
+            return False
+        with self.store.session(self.queries) as s:
+            return s.one("chunk_owned", {"id": checked, "user_id": user_id}) is not None
+
     def list_documents(
         self, user_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Document]:

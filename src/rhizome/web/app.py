@@ -20,12 +20,19 @@ from sse_starlette.sse import EventSourceResponse
 
 import rhizome
 from rhizome.app import App
+from rhizome.auth import Users
 from rhizome.library.ingest import MAX_UPLOAD_BYTES
 from rhizome.web import connection_pages, errors, metrics, pages, portability
 from rhizome.web.api import router as api_router
 from rhizome.web.rendering import make_templates
 from rhizome.web.resources import STATIC
-from rhizome.web.security import GuardMiddleware, SecurityConfig
+from rhizome.web.security import (
+    Authenticator,
+    GuardMiddleware,
+    LoginThrottle,
+    SecurityConfig,
+    TrustedProxies,
+)
 from rhizome.web.sse import Broadcaster, event_stream, snapshot
 from rhizome.web.state import StateDep, UserDep, WebState
 
@@ -39,6 +46,7 @@ def create_app(
     bind_host: str = "127.0.0.1",
     allowed_hosts: Iterable[str] = (),
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    login_throttle: LoginThrottle | None = None,
 ) -> FastAPI:
     """The web application over ``app``'s store and storage. With ``worker``, an embedded
     worker runs in a thread for the application's lifetime. ``allowed_hosts``: extra Host
@@ -49,6 +57,9 @@ def create_app(
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts),
         max_upload_request_bytes=max_upload_bytes + 1024 * 1024,
         upload_paths=("/api/documents", "/api/imports/uploads"),
+        trusted_proxies=TrustedProxies.parse(app.settings.trusted_proxy),
+        auth=Authenticator(Users(app.store), app.settings.api_token),
+        throttle=login_throttle or LoginThrottle(),
     )
     state = WebState(
         app=app,
@@ -79,8 +90,11 @@ def create_app(
         version=rhizome.__version__ if hasattr(rhizome, "__version__") else "0",
         description=(
             "Durable background jobs for a personal knowledge library. Every request is "
-            "scoped to the user in `X-Rhizome-User` (default `local`). With "
-            "RHIZOME_API_TOKEN set, send `Authorization: Bearer <token>`. Errors are "
+            "scoped to its user: the holder of the bearer token (a user's token from "
+            "`rhizome users token NAME`, or RHIZOME_API_TOKEN for the `local` admin), the "
+            "`X-Rhizome-User` header of a trusted reverse proxy (RHIZOME_TRUSTED_PROXY), "
+            "or `local` on a loopback install without tokens or users. Queue and admin "
+            "actions need the admin role (403 otherwise). Errors are "
             '`{"error": {"type", "message", "hint"}}`.'
         ),
         docs_url=None,

@@ -15,13 +15,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rhizome.errors import (
     ConfigError,
     DatabaseUnavailableError,
+    ForbiddenError,
     IllegalTransitionError,
     InvalidInputError,
     InvalidKeyError,
     JobLostError,
     JobNotFoundError,
+    NotFoundError,
     RhizomeError,
     StorageError,
+    UnauthorizedError,
     UnknownJobTypeError,
 )
 from rhizome.library.repo import DocumentNotFoundError
@@ -46,6 +49,9 @@ class NotAvailableError(RhizomeError):
 STATUS: list[tuple[type[RhizomeError], int]] = [
     (JobNotFoundError, 404),
     (DocumentNotFoundError, 404),
+    (NotFoundError, 404),
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
     (UnknownJobTypeError, 422),
     (InvalidInputError, 422),
     (IllegalTransitionError, 409),

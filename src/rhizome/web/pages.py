@@ -4,7 +4,6 @@ page the script swaps in when something structural changed."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from rhizome.jobs.model import STATUS_FILTERS
 from rhizome.library import Library
 from rhizome.web import display
 from rhizome.web.rendering import render, show_hidden
-from rhizome.web.security import SESSION_COOKIE, session_value
+from rhizome.web.security import SESSION_COOKIE
 from rhizome.web.services import jobs as job_service
 from rhizome.web.services.documents import document_bundle, document_markdown, latest_jobs
 from rhizome.web.state import StateDep, UserDep
@@ -186,8 +185,8 @@ def login(
     token: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    expected = state.security.token
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+    session = state.security.authenticator.login(token)  # RHIZOME_API_TOKEN or a user's
+    if session is None:
         return render(
             request,
             "login.html",
@@ -197,7 +196,7 @@ def login(
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(expected),
+        session,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",

@@ -159,8 +159,9 @@ class Broadcaster:
                 self._resync_all()
             try:
                 self._deliver(batch)
-            except Exception:
-                log.exception("could not deliver job changes")
+            except Exception as exc:  # e.g. the database went away mid-batch
+                log.warning("could not deliver job changes (%s); clients resync", exc)
+                self._resync_all()
 
     def _deliver(self, batch: list[Change]) -> None:
         by_user: dict[str, list[Message]] = {}
@@ -215,6 +216,21 @@ class Broadcaster:
         return None
 
 
+OUTAGE_FIRST_RETRY = 1.0
+OUTAGE_MAX_RETRY = 10.0
+"""While the database is down, a stream retries its snapshot after 1, 2, 4, … 10 s."""
+
+
+async def _sleep(seconds: float, stop: Callable[[], bool] | None) -> bool:
+    """Sleep; False as soon as ``stop()`` says the server is shutting down."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        if stop is not None and stop():
+            return False
+        await asyncio.sleep(min(left, 0.25))
+    return not (stop is not None and stop())
+
+
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
 
@@ -249,9 +265,38 @@ async def event_stream(
     Ends cleanly when ``stop()`` turns true (server shutdown)."""
     listener = b.listen(user_id)  # before the snapshot: no change falls between the two
     counter = 0
+    delay = OUTAGE_FIRST_RETRY
     try:
         while True:
-            data = await run_sync(make_snapshot)
+            try:
+                data = await run_sync(make_snapshot)
+            except Exception as exc:  # the database is down: say so, retry, never crash
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "live updates for %s: cannot read jobs (%s); retry in %.0fs",
+                    user_id,
+                    message,
+                    delay,
+                )
+                counter += 1
+                yield {
+                    "event": "outage",
+                    "data": _dumps(
+                        {
+                            "message": "The database is not reachable; live updates "
+                            "resume by themselves when it is back.",
+                            "detail": message,
+                            "retry_in": delay,
+                        }
+                    ),
+                    "id": str(counter),
+                    "retry": 1000,
+                }
+                if not await _sleep(delay, stop):
+                    return  # shutting down
+                delay = min(delay * 2, OUTAGE_MAX_RETRY)
+                continue
+            delay = OUTAGE_FIRST_RETRY
             counter += 1
             yield {"event": "snapshot", "data": data, "id": str(counter), "retry": 1000}
             while True:

@@ -8,16 +8,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from rhizome.app import App
-from rhizome.errors import InvalidInputError
+from rhizome.auth import Identity
+from rhizome.errors import ForbiddenError, InvalidInputError, UnauthorizedError
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.worker import Worker
 from rhizome.storage import Storage
 from rhizome.web import display
-from rhizome.web.security import DEFAULT_USER, USER_PATTERN, SecurityConfig
+from rhizome.web.security import IDENTITY_KEY, SecurityConfig
 from rhizome.web.sse import Broadcaster
 
 
@@ -57,21 +58,37 @@ def get_state(request: Request) -> WebState:
     return state
 
 
-def current_user(
-    x_rhizome_user: Annotated[
-        str | None,
-        Header(
-            alias="X-Rhizome-User",
-            pattern=USER_PATTERN,
-            max_length=64,
-            description="The user whose jobs and documents this request sees (default 'local').",
-        ),
-    ] = None,
-) -> str:
-    return x_rhizome_user or DEFAULT_USER
+def current_identity(request: Request) -> Identity:
+    """Who the request acts as, as the security guard established it (token, login
+    cookie, a trusted proxy's X-Rhizome-User, or the local admin of a laptop install)."""
+    identity = request.scope.get(IDENTITY_KEY)
+    if not isinstance(identity, Identity):
+        raise UnauthorizedError(
+            "This request carries no identity.", "Send the API token or sign in at /login."
+        )
+    return identity
+
+
+def current_user(identity: Annotated[Identity, Depends(current_identity)]) -> str:
+    return identity.user
+
+
+def require_admin(identity: Annotated[Identity, Depends(current_identity)]) -> Identity:
+    """Queue controls, emergency controls and the other admin actions."""
+    if not identity.is_admin:
+        raise ForbiddenError(
+            f"This needs the admin role; {identity.user} is a {identity.role}.",
+            "Ask an admin, or run the matching `rhizome` command on the server (an admin "
+            "grants the role with `rhizome users role NAME admin`).",
+        )
+    return identity
 
 
 StateDep = Annotated[WebState, Depends(get_state)]
+IdentityDep = Annotated[Identity, Depends(current_identity)]
+AdminDep = Annotated[Identity, Depends(require_admin)]
+ADMIN_ONLY = [Depends(require_admin)]
+"""``dependencies=ADMIN_ONLY`` on a route: only admins may call it."""
 UserDep = Annotated[str, Depends(current_user)]
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from rhizome.errors import InvalidInputError
 from rhizome.web.api.common import Model, admin_for, job_out
-from rhizome.web.state import StateDep, UserDep
+from rhizome.web.state import ADMIN_ONLY, StateDep, UserDep
 
 router = APIRouter(tags=["admin"])
 
@@ -38,23 +38,23 @@ def cancel_and_delete_job(state: StateDep, user: UserDep, job_id: str) -> dict[s
     return {"deleted": job.id}
 
 
-@router.post("/admin/clear-completed", summary="Delete completed jobs")
+@router.post("/admin/clear-completed", summary="Delete completed jobs", dependencies=ADMIN_ONLY)
 def clear_completed(state: StateDep, user: UserDep) -> dict[str, Any]:
     return {"deleted": admin_for(state, user).clear_completed()}
 
 
-@router.post("/admin/clear-failed", summary="Delete failed jobs")
+@router.post("/admin/clear-failed", summary="Delete failed jobs", dependencies=ADMIN_ONLY)
 def clear_failed(state: StateDep, user: UserDep) -> dict[str, Any]:
     return {"deleted": admin_for(state, user).clear_failed()}
 
 
-@router.post("/admin/stop-all", summary="Force-fail every active job")
+@router.post("/admin/stop-all", summary="Force-fail every active job", dependencies=ADMIN_ONLY)
 def stop_all(state: StateDep, user: UserDep, body: ConfirmRequest | None = None) -> dict[str, Any]:
     _confirmed(body, "Stopping all processing")
     return {"stopped": admin_for(state, user).stop_all()}
 
 
-@router.post("/admin/clear-all", summary="Fix orphans, delete every job")
+@router.post("/admin/clear-all", summary="Fix orphans, delete every job", dependencies=ADMIN_ONLY)
 def clear_all(state: StateDep, user: UserDep, body: ConfirmRequest | None = None) -> dict[str, Any]:
     _confirmed(body, "Clearing all jobs")
     return admin_for(state, user).clear_all()
@@ -63,6 +63,7 @@ def clear_all(state: StateDep, user: UserDep, body: ConfirmRequest | None = None
 @router.post(
     "/admin/nuclear-reset",
     summary="Delete every job, checkpoint and document still processing",
+    dependencies=ADMIN_ONLY,
 )
 def nuclear_reset(
     state: StateDep, user: UserDep, body: ConfirmRequest | None = None
@@ -71,6 +72,6 @@ def nuclear_reset(
     return admin_for(state, user).nuclear_reset()  # the library's hook removes its documents
 
 
-@router.post("/admin/fix-orphans", summary="Release and clean up orphans")
+@router.post("/admin/fix-orphans", summary="Release and clean up orphans", dependencies=ADMIN_ONLY)
 def fix_orphans(state: StateDep, user: UserDep) -> dict[str, Any]:
     return admin_for(state, user).fix_orphans()

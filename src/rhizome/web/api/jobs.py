@@ -24,6 +24,7 @@ from rhizome.web.api.common import (
     admin_for,
     job_out,
 )
+from rhizome.web.ownership import check_enqueue
 from rhizome.web.services import jobs as job_service
 from rhizome.web.state import StateDep, UserDep
 from rhizome.web.views import job_summary
@@ -99,6 +100,10 @@ def list_jobs(
 
 @router.post("/jobs", status_code=201, summary="Enqueue jobs")
 def create_jobs(state: StateDep, user: UserDep, body: EnqueueRequest) -> dict[str, Any]:
+    """Public job types only (``public`` in ``GET /api/job-types``); an input that names a
+    document, chunk, highlight, connection, job or storage key must name the user's own
+    (403/404 otherwise). The server's own routes queue the internal types."""
+    check_enqueue(state.registry, state.store, user, body.type, body.input)
     jobs = enqueue(
         state.store,
         body.type,

@@ -11,7 +11,7 @@ from pydantic import Field
 from rhizome.errors import InvalidInputError
 from rhizome.web import display
 from rhizome.web.api.common import JobTypeName, Model, Text, admin_for
-from rhizome.web.state import StateDep, UserDep
+from rhizome.web.state import ADMIN_ONLY, StateDep, UserDep
 from rhizome.web.views import worker_view
 
 router = APIRouter(tags=["queue"])
@@ -38,7 +38,9 @@ def queue_state(state: StateDep, user: UserDep) -> dict[str, Any]:
     }
 
 
-@router.post("/queue/pause", summary="Stop claiming (all jobs, or one type)")
+@router.post(
+    "/queue/pause", summary="Stop claiming (all jobs, or one type)", dependencies=ADMIN_ONLY
+)
 def pause_queue(state: StateDep, user: UserDep, body: QueueRequest | None = None) -> dict[str, Any]:
     body = body or QueueRequest()
     if body.type is not None and body.type not in state.known_types():
@@ -49,7 +51,7 @@ def pause_queue(state: StateDep, user: UserDep, body: QueueRequest | None = None
     return {"queue": queue_state(state, user), "paused_jobs": result.to_dict()}
 
 
-@router.post("/queue/resume", summary="Claim again (all, or one type)")
+@router.post("/queue/resume", summary="Claim again (all, or one type)", dependencies=ADMIN_ONLY)
 def resume_queue(
     state: StateDep, user: UserDep, body: QueueResumeRequest | None = None
 ) -> dict[str, Any]:

@@ -103,3 +103,7 @@ WHERE d.status IN ('pending', 'processing')
 SELECT * FROM documents
 WHERE status IN ('pending', 'processing')
   AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s);
+
+-- name: chunk_owned
+-- Whether the user owns the chunk (the API's ownership check of job inputs).
+SELECT id FROM chunks WHERE id = %(id)s AND user_id = %(user_id)s;

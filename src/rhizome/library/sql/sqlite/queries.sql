@@ -100,3 +100,7 @@ WHERE d.status IN ('pending', 'processing')
 SELECT * FROM documents
 WHERE status IN ('pending', 'processing')
   AND (:user_id IS NULL OR user_id = :user_id);
+
+-- name: chunk_owned
+-- Whether the user owns the chunk (the API's ownership check of job inputs).
+SELECT id FROM chunks WHERE id = :id AND user_id = :user_id;
