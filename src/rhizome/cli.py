@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rhizome import cli_portability, cli_users
+from rhizome import cli_integrations, cli_portability, cli_users
 from rhizome.app import App
 from rhizome.cli_connections import connections_app
 from rhizome.config import debug_enabled, load_settings
@@ -601,6 +601,7 @@ def admin_workers(as_json: JsonOpt = False) -> None:
 docs_app = typer.Typer(help="Documents in the library.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 app.add_typer(connections_app, name="connections")
+cli_integrations.register(app)  # obsidian, readwise, highlights review
 cli_users.register(app)  # users add|list|token|revoke|role
 
 

@@ -22,7 +22,7 @@ import rhizome
 from rhizome.app import App
 from rhizome.auth import Users
 from rhizome.library.ingest import MAX_UPLOAD_BYTES
-from rhizome.web import connection_pages, errors, metrics, pages, portability
+from rhizome.web import connection_pages, errors, integration_pages, metrics, pages, portability
 from rhizome.web.api import router as api_router
 from rhizome.web.rendering import make_templates
 from rhizome.web.resources import STATIC
@@ -56,7 +56,11 @@ def create_app(
         bind_host=bind_host.lower(),
         allowed_hosts=frozenset(h.lower() for h in allowed_hosts),
         max_upload_request_bytes=max_upload_bytes + 1024 * 1024,
-        upload_paths=("/api/documents", "/api/imports/uploads"),
+        upload_paths=(
+            "/api/documents",
+            "/api/imports/uploads",
+            "/api/integrations/readwise/uploads",
+        ),
         trusted_proxies=TrustedProxies.parse(app.settings.trusted_proxy),
         auth=Authenticator(Users(app.store), app.settings.api_token),
         throttle=login_throttle or LoginThrottle(),
@@ -107,6 +111,7 @@ def create_app(
     fapp.include_router(api_router)
     fapp.include_router(pages.router)
     fapp.include_router(connection_pages.router)
+    fapp.include_router(integration_pages.router)
     fapp.include_router(portability.router)
     fapp.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 

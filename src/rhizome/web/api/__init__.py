@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rhizome.web.api import admin, connections, documents, exports, highlights, jobs, queue
+from rhizome.web.api import (
+    admin,
+    connections,
+    documents,
+    exports,
+    highlights,
+    integrations,
+    jobs,
+    queue,
+)
 
 router = APIRouter(prefix="/api")
 router.include_router(jobs.router)
@@ -17,5 +26,6 @@ router.include_router(documents.router)
 router.include_router(connections.router)
 router.include_router(exports.router)
 router.include_router(highlights.router)
+router.include_router(integrations.router)
 
 __all__ = ["router"]
