@@ -188,7 +188,8 @@ def obsidian_export(
     a.close()
     if as_json:
         _emit(result)
-        _failed(result)
+        if wait:
+            _failed(result)
         return
     if not wait:
         _queued(result, "obsidian_export,obsidian_sync")
@@ -240,7 +241,8 @@ def obsidian_sync(
     a.close()
     if as_json:
         _emit(result)
-        _failed(result)
+        if wait:
+            _failed(result)
         return
     if not wait:
         _queued(result, "obsidian_export,obsidian_sync")
@@ -334,7 +336,8 @@ def readwise_import(
     a.close()
     if as_json:
         _emit(result)
-        _failed(result)
+        if wait:
+            _failed(result)
         return
     if not wait:
         _queued(result, "readwise_import")
