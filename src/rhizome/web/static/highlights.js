@@ -70,6 +70,10 @@
           }, function (err) { toast(err.message, true); });
         });
         row.appendChild(del);
+        if (h.status === "needs_review") {
+          row.appendChild(document.createTextNode(" "));
+          row.appendChild(el("a", { href: "/integrations#review-panel", "class": "small" }, "Review"));
+        }
         li.appendChild(row);
         list.appendChild(li);
       });
@@ -88,7 +92,8 @@
       var text = p.dataset.raw !== undefined ? p.dataset.raw : p.textContent;
       p.dataset.raw = text;
       var end = start + text.length;
-      var ranges = items.filter(function (h) { return h.start !== null && h.start < end && h.end > start; })
+      // an unmatched highlight's offsets are stale (its passage is gone): it is listed, not marked
+      var ranges = items.filter(function (h) { return h.start !== null && h.status !== "unmatched" && h.start < end && h.end > start; })
         .map(function (h) { return [Math.max(h.start, start) - start, Math.min(h.end, end) - start, h]; })
         .sort(function (a, b) { return a[0] - b[0]; });
       p.textContent = "";
