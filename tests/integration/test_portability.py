@@ -500,3 +500,15 @@ def test_bad_archives_are_invalid_and_change_nothing(
         pytest.raises(InvalidInputError, match="zip bomb"),
     ):
         plan_import(store, ZipSource(fh, "bomb.zip"), "local", None)
+
+
+@pytest.mark.parametrize(
+    "key", ["imports/local/../../documents/x.zip", "exports/other/a.zip", "documents/local/a.zip"]
+)
+def test_an_import_names_only_the_users_own_uploads_and_exports(
+    store: SqlJobStore, storage: LocalStorage, key: str
+) -> None:
+    run = import_run(store, storage, key)
+    assert run.job.status is JobStatus.FAILED
+    assert run.job.error_type is not None and run.job.error_type.value == "invalid"
+    assert "not one of your uploads" in (run.job.error_message or "")

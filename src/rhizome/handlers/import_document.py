@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from rhizome.errors import InvalidInputError
+from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
@@ -40,6 +40,7 @@ from rhizome.library.portability import (
 )
 from rhizome.library.repo import Library
 from rhizome.pipeline.embed import get_embedder
+from rhizome.storage import validate_key
 
 STAGES = (
     Stage("read", "Reading the archive", 0, 8),
@@ -75,6 +76,14 @@ class ImportInput(BaseModel):
         return self
 
 
+def _valid_key(key: str) -> bool:
+    try:
+        validate_key(key)
+    except RhizomeError:
+        return False
+    return True
+
+
 def source_prefixes(user_id: str) -> tuple[str, str]:
     """Where a user's import ZIPs may come from: their uploads and their exports."""
     return f"imports/{user_id}/", f"exports/{user_id}/"
@@ -92,7 +101,9 @@ def import_document(ctx: JobContext, data: ImportInput) -> dict[str, Any]:
     """Import an export ZIP or a storage folder into the library."""
     user = ctx.job.user_id
     scratch = f"jobs/{ctx.job.id}"
-    if data.zip_key is not None and not data.zip_key.startswith(source_prefixes(user)):
+    if data.zip_key is not None and (
+        not data.zip_key.startswith(source_prefixes(user)) or not _valid_key(data.zip_key)
+    ):
         raise InvalidInputError(
             f"{data.zip_key!r} is not one of your uploads or exports.",
             "Upload the ZIP (rhizome import FILE, or the Import/Export page).",
