@@ -45,6 +45,7 @@ class ExportInput(BaseModel):
     icon="gem",
     stages=STAGES,
     input_model=ExportInput,
+    owned={"document_ids": "document"},  # checked by the API before it enqueues
 )
 def obsidian_export(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
     """Write documents as notes into the user's Obsidian vault."""

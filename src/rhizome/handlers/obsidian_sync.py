@@ -52,6 +52,7 @@ class SyncInput(BaseModel):
     icon="refresh-cw",
     stages=STAGES,
     input_model=SyncInput,
+    owned={"document_ids": "document"},  # checked by the API before it enqueues
 )
 def obsidian_sync(ctx: JobContext, data: SyncInput) -> dict[str, Any]:
     """Bring vault edits into the library and library changes into the vault."""

@@ -74,6 +74,7 @@ class ReadwiseInput(BaseModel):
     icon="highlighter",
     stages=STAGES,
     input_model=ReadwiseInput,
+    owned={"file_key": "storage_key"},  # checked by the API before it enqueues
 )
 def readwise_import(ctx: JobContext, data: ReadwiseInput) -> dict[str, Any]:
     """Import Readwise highlights into the documents they come from."""

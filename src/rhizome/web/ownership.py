@@ -20,7 +20,7 @@ from rhizome.jobs.store import SqlJobStore
 from rhizome.library import Library
 from rhizome.library.highlights import Highlights
 
-STORAGE_AREAS = ("documents", "imports", "exports")
+STORAGE_AREAS = ("documents", "imports", "exports", "readwise")
 """Storage folders that belong to a user: ``<area>/<user>/…``."""
 
 Check = Callable[[SqlJobStore, str, str], None]
@@ -63,7 +63,9 @@ def check_storage_key(key: str, user: str) -> None:
     ):
         raise ForbiddenError(
             f"{key!r} is not in your storage folders.",
-            "Name a file under documents/<you>/, imports/<you>/ or exports/<you>/.",
+            "Name a file under one of your folders: "
+            + ", ".join(f"{area}/<you>/" for area in STORAGE_AREAS)
+            + ".",
         )
 
 

@@ -75,6 +75,7 @@ def job_types(state: StateDep) -> dict[str, Any]:
                 "description": described["description"],
                 "stages": described["stages"],
                 "input_schema": described["input_schema"],
+                "public": described["public"],
             }
         )
         out.append(item)
