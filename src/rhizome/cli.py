@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import typing
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +19,7 @@ from rhizome.config import debug_enabled, load_settings
 from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Selection
 from rhizome.jobs.client import enqueue, enqueue_for_workers
-from rhizome.jobs.model import STATUS_FILTERS, Job
+from rhizome.jobs.model import STATUS_FILTERS, TERMINAL_STATUSES, Job
 from rhizome.logs import setup_logging
 
 app = typer.Typer(
@@ -160,6 +162,31 @@ _STATUS_HELP = (
 )
 
 
+def _labels(a: App, jobs: list[Job]) -> dict[str, dict[str, str]]:
+    """What a person reads for each job: its title (a document's title for document
+    jobs), type, status and stage labels: the vocabulary of the web UI."""
+    from rhizome.jobs.vocabulary import status_text
+    from rhizome.web import display
+
+    titles: dict[str, str] = {}
+    docs = [j for j in jobs if j.entity_type == "document" and j.entity_id]
+    if docs:
+        library = a.library()
+        for j in docs:
+            with contextlib.suppress(RhizomeError):
+                titles[j.id] = library.get_document(str(j.entity_id), j.user_id).title
+    out: dict[str, dict[str, str]] = {}
+    for j in jobs:
+        t = display.type_display(a.registry, j.job_type)
+        out[j.id] = {
+            "title": display.job_title(j, titles.get(j.id), t.label),
+            "type": t.label,
+            "status": status_text(j.display_status),
+            "stage": display.stage_label(a.registry, j) or "",
+        }
+    return out
+
+
 @jobs_app.command("list")
 def jobs_list(
     status: Annotated[
@@ -182,67 +209,152 @@ def jobs_list(
     jobs = a.store.list_jobs(
         statuses=status, job_types=job_type, stage=stage, limit=limit, offset=offset
     )
-    a.close()
     if as_json:
+        a.close()
         _emit([j.to_dict() for j in jobs])
         return
     if not jobs:
+        a.close()
         out.print("no jobs")
         return
+    labels = _labels(a, jobs)
+    a.close()
     table = Table(box=None, header_style="bold")
-    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("id", no_wrap=True)
+    table.add_column("title", max_width=40, no_wrap=True, overflow="ellipsis")
     for col in ("type", "status", "stage", "progress", "attempt"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     table.add_column("created", no_wrap=True)
     for j in jobs:
+        shown = labels[j.id]
         table.add_row(
-            j.id,
-            j.job_type,
-            _status_label(j),
-            j.stage or "",
+            j.id[:8],
+            shown["title"],
+            shown["type"],
+            shown["status"],
+            shown["stage"],
             f"{j.progress.get('percent', 0):.0f}%",
             str(j.attempt),
             j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else "",
+            style="dim" if j.status in TERMINAL_STATUSES else None,
         )
-    out.print(table)
+    out.print(table, highlight=False)
+    if len(jobs) == limit:
+        err.print(f"(the first {limit}; --limit and --offset page through the rest)")
 
 
 @jobs_app.command("show")
 def jobs_show(
-    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    job_id: Annotated[str, typer.Argument(help="Job id (or its first 8+ characters).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the whole job record and its timeline."""
+    """Show the whole job record, its durations and its timeline."""
+    from rhizome.jobs.durations import job_durations
+    from rhizome.jobs.vocabulary import stage_label, status_text
+
     a = _app()
-    job = a.store.get(job_id)
-    events = a.store.events(job_id)
+    job = a.store.get(a.admin().resolve(job_id))
+    events = a.store.events(job.id)
+    durations = job_durations(events)
+    labels = _labels(a, [job])[job.id]
     a.close()
     if as_json:
-        _emit({"job": job.to_dict(), "events": [e.to_dict() for e in events]})
+        _emit(
+            {
+                "job": job.to_dict(),
+                "durations": durations.to_dict(),
+                "events": [e.to_dict() for e in events],
+            }
+        )
         return
-    table = Table(box=None, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in job.to_dict().items():
+    # key: value lines (no table: a long value must not pad every line to its width)
+    out.print(f"[bold]{labels['title']}[/bold]  ({labels['type']}, {labels['status']})")
+    record = job.to_dict()
+    width = max(len(k) for k in record)
+    for key, value in record.items():
         if value in (None, {}, [], "") and key not in ("status",):
             continue
-        shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
-        table.add_row(key, shown)
-    out.print(table)
+        shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+        if len(shown) > 400:
+            shown = shown[:400] + f"… ({len(shown):,} characters; --json has it all)"
+        out.print(f"[bold]{key.ljust(width)}[/bold]  {shown}", highlight=False)
+    out.print("\n[bold]time[/bold]")
+    out.print(f"  run time  {_seconds(durations.run_seconds)} over {durations.runs} run(s)")
+    if durations.wait_seconds is not None:
+        out.print(f"  waited    {_seconds(durations.wait_seconds)} before its first start")
+    for name, sec in durations.stages.items():
+        label = stage_label(a.registry, job.job_type, name) or name
+        running = " (so far)" if name == durations.running_stage else ""
+        out.print(f"  {label}: {_seconds(sec)}{running}", highlight=False)
     out.print("\n[bold]timeline[/bold]")
-    tl = Table(box=None, header_style="bold")
-    for col in ("at", "change", "stage", "message", "worker"):
-        tl.add_column(col)
     for e in events:
-        change = f"{e.from_status or '·'} → {e.to_status or '·'}" if e.to_status else ""
-        tl.add_row(
-            e.at.strftime("%H:%M:%S.%f")[:-3] if e.at else "",
-            change,
-            e.stage or "",
-            e.message or "",
-            e.worker_id or "",
+        change = (
+            f"{status_text(e.from_status) if e.from_status else '·'} → "
+            f"{status_text(e.to_status) if e.to_status else 'Deleted'}"
+            if e.from_status or e.to_status
+            else ""
         )
-    out.print(tl)
+        stage = stage_label(a.registry, job.job_type, e.stage) if e.stage else ""
+        parts = [e.at.strftime("%H:%M:%S.%f")[:-3] if e.at else "", change, stage or ""]
+        message = e.message or ""
+        if e.stage and message == f"stage {e.stage} started":
+            message, stage = f"{stage} started", ""
+        parts += [message, e.worker_id or ""]
+        out.print("  " + "  ".join(p for p in parts if p), highlight=False)
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: Annotated[str, typer.Argument(help="Job id (or its first 8+ characters).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends.")
+    ] = False,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", min=1, help="Only the last N lines.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print what the job's handler logged while it ran (the newest lines are kept)."""
+    a = _app()
+    job = a.store.get(a.admin().resolve(job_id))
+    lines = a.store.job_logs(job.id, limit=tail or 10_000, tail=tail is not None)
+
+    def emit(batch: list[Any]) -> None:
+        for line in batch:
+            if as_json:
+                sys.stdout.write(json.dumps(line.to_dict(), default=str) + "\n")
+            else:
+                at = line.at.strftime("%H:%M:%S.%f")[:-3] if line.at else ""
+                stage = f" [{line.stage}]" if line.stage else ""
+                out.print(f"{at} {line.level:<7}{stage} {line.message}", highlight=False)
+        sys.stdout.flush()
+
+    emit(lines)
+    last = lines[-1].id if lines else 0
+    if follow:
+        waiter = a.store.change_waiter()
+        try:
+            while True:
+                done = a.store.get(job.id).status in TERMINAL_STATUSES
+                batch = a.store.job_logs(job.id, after=last, limit=1000)
+                emit(batch)
+                if batch:
+                    last = batch[-1].id
+                    continue
+                if done:
+                    break
+                waiter(1.0)  # wakes when anything is written (LISTEN / data_version)
+        except KeyboardInterrupt:
+            err.print("stopped following")
+        finally:
+            waiter.close()
+    a.close()
+
+
+def _seconds(value: float) -> str:
+    from rhizome.web.display import fmt_duration
+
+    return fmt_duration(value) if value >= 1 else f"{value * 1000:.0f} ms"
 
 
 @jobs_app.command("types")
@@ -330,8 +442,14 @@ def _control(
         a.close()
         if as_json:
             _emit(job.to_dict())
+        elif action == "delete":
+            out.print(f"deleted job {job.id} with its timeline, log and checkpoints")
         else:
-            out.print(f"{action.replace('_', '-')}: job {job.id} is now {_status_label(job)}")
+            from rhizome.jobs.vocabulary import status_text
+
+            out.print(
+                f"{action.replace('_', '-')}: job {job.id} is now {status_text(_status_label(job))}"
+            )
         return
     result = admin.bulk(action, selection, restart=restart)
     a.close()
@@ -785,9 +903,50 @@ def _safe_url(url: str) -> str:
     return _redact(url)
 
 
+def _tidy_help(command: Any) -> None:
+    """Help shows plain metavars: nothing for flags, TEXT / INTEGER / … for values and
+    JOB_ID for arguments (typer would write ``<bool>``, ``<list[str]>``, ``{job_id}``)."""
+    original_help = getattr(command, "get_help_option", None)
+    if callable(original_help):
+
+        def help_option(ctx: Any, original: Any = original_help) -> Any:
+            option = original(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        command.get_help_option = help_option
+    for param in getattr(command, "params", []):
+        if param.metavar is not None:
+            continue
+        if getattr(param, "param_type_name", "") == "argument":
+            name = (param.name or "value").upper()
+            param.metavar = name + ("..." if param.nargs != 1 else "")
+            kind = getattr(getattr(param, "type_descriptor", None), "annotation", str)
+            if typing.get_origin(kind) in (list, tuple) or kind is str or kind == (str | None):
+                param.display_type_rich = lambda ctx: "TEXT"
+        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        else:
+            desc = getattr(param, "type_descriptor", None)
+            choices = getattr(desc, "choices", None) if getattr(desc, "is_choice", False) else None
+            if choices:
+                param.metavar = "[" + "|".join(str(c) for c in choices) + "]"
+            else:
+                kind = getattr(desc, "annotation", str)
+                if typing.get_origin(kind) in (list, tuple):
+                    kind = (typing.get_args(kind) or (str,))[0]
+                names = {int: "INTEGER", float: "FLOAT", str: "TEXT"}
+                param.metavar = names.get(kind, getattr(kind, "__name__", "VALUE").upper())
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _tidy_help(sub)
+
+
 def main() -> None:
     try:
-        app()
+        command = typer.main.get_command(app)
+        _tidy_help(command)
+        command(standalone_mode=True)
     except RhizomeError as exc:
         if "--json" in sys.argv:
             _emit({"error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}})

@@ -573,7 +573,8 @@ def test_release(store: SqlJobStore) -> None:
     assert transitions(store, job.id)[-1] == ("processing", "pending")
     assert store.events(job.id)[-1].message == "worker shutting down"
     again = claim_one(store, W2)
-    assert again.id == job.id and again.attempt == 2
+    # a release (shutdown) is no new attempt: the job continues its try
+    assert again.id == job.id and again.attempt == 1 and again.claim_reason == "release"
 
 
 def _paused_with_checkpoint(store: SqlJobStore) -> Job:
@@ -600,7 +601,9 @@ def test_resume_from_checkpoint(store: SqlJobStore) -> None:
     assert transitions(store, job.id)[-1] == ("paused", "pending")
     assert store.events(job.id)[-1].message == "resumed"
     again = claim_one(store, W2)
-    assert again.id == job.id and again.attempt == 2 and again.last_checkpoint_stage == "a"
+    # a resume continues the same attempt
+    assert again.id == job.id and again.attempt == 1 and again.last_checkpoint_stage == "a"
+    assert again.claim_reason == "resume"
     store.request_pause(job.id)
     store.stop(job.id, W2, "pause", "again")
     assert store.resume(job.id).resume_count == 2
@@ -946,7 +949,9 @@ def test_every_status_change_writes_an_event(store: SqlJobStore) -> None:
     events = store.events(job.id)
     assert [e.id for e in events] == sorted(e.id for e in events)
     assert all(e.job_id == job.id and e.at is not None for e in events)
-    assert store.get(job.id).attempt == 5
+    # attempts: the first run, the automatic retry, the takeover, the manual retry (the
+    # resume and the release continue the attempt they interrupted)
+    assert store.get(job.id).attempt == 4
 
 
 # --- migration 0003: failed jobs awaiting a retry hold their dedupe key --------------------

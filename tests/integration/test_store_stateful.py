@@ -77,6 +77,7 @@ class M:
     key: str | None = None
     owner: str | None = None
     attempt: int = 0
+    reason: str | None = None  # claim_reason: why it went (back) to pending
     retrying: bool = False  # failed with an automatic retry pending
     expired: bool = False  # processing with a lease in the past
     pause: bool = False  # pause_requested
@@ -187,9 +188,10 @@ class StoreMachine(RuleBasedStateMachine):
             else:
                 m.status, m.retrying, m.pause, m.cancel = X, False, False, False
         elif action == "resume":
-            m.status, m.pause = P, False
+            m.status, m.pause, m.reason = P, False, "resume"
         elif action == "retry":
             m.status, m.retrying, m.pause, m.cancel = P, False, False, False
+            m.reason = "retry"
         else:  # force_fail
             m.status, m.retrying, m.pause, m.cancel, m.expired = F, False, False, False, False
 
@@ -240,8 +242,13 @@ class StoreMachine(RuleBasedStateMachine):
         assert got == sorted(candidates, key=order)[:n]
         for job in claimed:
             m = self.jobs[job.id]
+            taken = m.status is R  # an expired lease, taken over
+            # attempts count the first run, retries and takeovers, not resumes or releases
+            if m.attempt == 0 or taken or m.reason in (None, "retry", "takeover"):
+                m.attempt += 1
+            if taken:
+                m.reason = "takeover"
             m.status, m.owner, m.expired = R, worker, False
-            m.attempt += 1
             assert job.worker_id == worker
             assert job.attempt == m.attempt
 
@@ -308,7 +315,7 @@ class StoreMachine(RuleBasedStateMachine):
         m = self.jobs[job_id]
         assert m.owner is not None
         self.store.stop(job_id, m.owner, "release", "shutting down")
-        m.status, m.expired = P, False
+        m.status, m.expired, m.reason = P, False, "release"
 
     @precondition(lambda self: self.ids(R))
     @rule(worker=st.sampled_from(WORKERS))
@@ -338,7 +345,7 @@ class StoreMachine(RuleBasedStateMachine):
         expected = {i for i, m in self.jobs.items() if m.status is R and m.expired}
         assert set(self.store.expire_leases()) == expected
         for i in expected:
-            self.jobs[i].status = P
+            self.jobs[i].status, self.jobs[i].reason = P, "takeover"
             self.jobs[i].expired = False
 
     @precondition(lambda self: self.ids(F))
@@ -348,6 +355,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert set(self.store.promote_retries()) == expected
         for i in expected:
             self.jobs[i].status, self.jobs[i].retrying = P, False
+            self.jobs[i].reason = "retry"
 
     # --- invariants ------------------------------------------------------------------------------
 
@@ -359,6 +367,7 @@ class StoreMachine(RuleBasedStateMachine):
             job = rows[job_id]
             assert job.status is m.status, job_id
             assert job.attempt == m.attempt, job_id
+            assert job.claim_reason == m.reason, job_id
             assert (job.pause_requested, job.cancel_requested) == (m.pause, m.cancel), job_id
             assert (job.next_retry_at is not None) == (m.status is F and m.retrying), job_id
             if m.status is R:

@@ -50,7 +50,7 @@ def test_health_metrics_openapi(client: TestClient, store: SqlJobStore) -> None:
     text = client.get("/metrics").text
     assert 'rhizome_jobs{job_type="reprocess_connections",status="pending"} 1.0' in text
     assert 'rhizome_jobs_retry_scheduled{job_type="noop"} 1.0' in text
-    assert "rhizome_job_claim_latency_seconds_bucket" in text
+    assert "# TYPE rhizome_job_claim_latency_seconds histogram" in text  # lifetime
     assert "rhizome_worker_heartbeat_age_seconds" in text
     assert "rhizome_database_up 1.0" in text
 
@@ -168,7 +168,7 @@ def test_list_filters_search_and_counts(client: TestClient, store: SqlJobStore) 
     assert job["type_label"] == "Detecting" and job["type_icon"] == "git-branch"
     job = client.get("/api/jobs?type=process_document&stage=chunk").json()["jobs"][0]
     assert job["percent"] == 37 and job["details"] == "Chunk 3"
-    assert job["type_label"] == "Processing" and job["type_icon"] == "zap"
+    assert job["type_label"] == "Ingest" and job["type_icon"] == "zap"
     [job] = client.get("/api/jobs?q=whale").json()["jobs"]
     assert job["title"] == "Whale Songs"
 

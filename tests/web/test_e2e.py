@@ -81,7 +81,7 @@ def test_noop_dock_pause_checkpoint_resume_complete(
     page.goto(f"/jobs/{job['id']}")
     expect(page.locator("#job-status .status")).to_have_text("Paused")
     expect(page.locator("#checkpoint-available")).to_have_text("Resumable checkpoint available")
-    expect(page.locator(".checkpoint-stage")).to_have_text(re.compile(r"^step-[123]$"))
+    expect(page.locator(".checkpoint-stage")).to_have_text(re.compile(r"^Step [123] of 3$"))
     expect(page.locator(".checkpoint-size")).to_have_text(re.compile(r"\d+ B"))
     expect(page.locator(".checkpoint-hash")).to_have_text(re.compile(r"^[0-9a-f]{16}…$"))
     expect(page.locator(".checkpoint-time")).to_contain_text("UTC")
@@ -131,7 +131,7 @@ def test_jobs_panel_filters_bulk_and_admin_actions(
     page.goto("/jobs")
     expect(page.locator("#dock")).to_have_count(0)  # no dock on the Jobs panel
     chips = page.locator("#type-filters .chip")
-    for label in ("Processing", "Detecting", "Connections", "No-op"):  # the registry's labels
+    for label in ("Ingest", "Detecting", "Connections", "No-op"):  # the registry's labels
         chip = chips.filter(has_text=re.compile(rf"^{label} \d+$"))
         expect(chip).to_have_count(1)
         expect(chip.locator("svg.icon")).to_have_count(1)

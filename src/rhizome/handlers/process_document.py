@@ -62,7 +62,7 @@ class ProcessInput(BaseModel):
 
 @registry.job_type(
     "process_document",
-    label="Processing",
+    label="Ingest",
     icon="zap",
     stages=STAGES,
     input_model=ProcessInput,
@@ -142,6 +142,11 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
         chunks = library.list_chunks(doc.id, user)
         total = len(chunks)
         embedder = get_embedder()
+        load = getattr(embedder, "load", None)
+        if callable(load) and not getattr(embedder, "loaded", True):  # first use: seconds
+            ctx.progress(details="Loading the embedding model…", substage="load_model", force=True)
+            load()
+            ctx.progress(details="Embedding model loaded", substage="embed", force=True)
         cursor = ctx.cursor("embedded", start=0)
         if cursor.value:
             ctx.progress(

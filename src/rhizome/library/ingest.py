@@ -8,6 +8,7 @@ here with the message the web upload gives, not accepted and failed later."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from urllib.parse import urlparse
@@ -110,10 +111,29 @@ def add_text(
         text.encode("utf-8"),
         filename="pasted.txt",
         user_id=user_id,
-        title=title or (text.strip().splitlines() or ["Pasted text"])[0][:80],
+        title=title or text_title(text),
         content_type="text/plain",
     )
     return added
+
+
+_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)+")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|`|~~)(.+?)\1")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+
+
+def text_title(text: str, limit: int = 80) -> str:
+    """A title for pasted text: its first line with content, without markdown markup
+    (heading marks, quote and list markers, emphasis, links), cut at a word boundary."""
+    for line in text.splitlines():
+        plain = _LINK.sub(r"\1", _MARKUP.sub("", line))
+        plain = _EMPHASIS.sub(r"\2", plain).strip(" #*_`>-=|\t")
+        if plain and any(ch.isalnum() for ch in plain):
+            if len(plain) <= limit:
+                return plain
+            cut = plain[:limit].rsplit(" ", 1)[0] or plain[:limit]
+            return cut.rstrip(" ,;:.") + "…"
+    return "Pasted text"
 
 
 def _enqueue(store: SqlJobStore, doc: Document, source: dict[str, object]) -> Job:

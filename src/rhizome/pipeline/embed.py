@@ -102,6 +102,16 @@ class MiniLMEmbedder:
         self._model: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (the first use loads it: seconds)."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the model now (a job shows "Loading the embedding model…" meanwhile)."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> Any:
         if self._model is not None:
             return self._model

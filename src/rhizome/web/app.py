@@ -22,7 +22,15 @@ import rhizome
 from rhizome.app import App
 from rhizome.auth import Users
 from rhizome.library.ingest import MAX_UPLOAD_BYTES
-from rhizome.web import connection_pages, errors, integration_pages, metrics, pages, portability
+from rhizome.web import (
+    connection_pages,
+    errors,
+    integration_pages,
+    metrics,
+    operator_pages,
+    pages,
+    portability,
+)
 from rhizome.web.api import router as api_router
 from rhizome.web.rendering import make_templates
 from rhizome.web.resources import STATIC
@@ -112,6 +120,7 @@ def create_app(
     fapp.include_router(pages.router)
     fapp.include_router(connection_pages.router)
     fapp.include_router(integration_pages.router)
+    fapp.include_router(operator_pages.router)
     fapp.include_router(portability.router)
     fapp.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 

@@ -118,6 +118,6 @@ def document_connections_panel(
         "page": "document",
         "document_id": doc.id,
         "doc": {"id": doc.id, "title": doc.title},
-        **service.document_connections(state.store, doc.id, user),
+        **service.document_connections(state.store, doc.id, user, limit=20),
     }
     return render(request, "_connections_panel.html", ctx)

@@ -11,8 +11,25 @@ from typing import Any
 
 from markupsafe import Markup
 
-from rhizome.jobs.model import STATUS_FILTERS, ErrorType, Job, JobStatus
+from rhizome.jobs.model import ErrorType, Job, JobStatus
 from rhizome.jobs.registry import Registry, Stage
+from rhizome.jobs.vocabulary import (
+    ERROR_TEXT,
+    STATUS_TEXT,
+    error_text,
+    humanize,
+    stage_labels,
+    status_text,
+)
+
+__all__ = [
+    "ERROR_TEXT",
+    "STATUS_TEXT",
+    "error_text",
+    "humanize",
+    "stage_labels",
+    "status_text",
+]
 
 # --- job types -------------------------------------------------------------------------
 
@@ -56,26 +73,13 @@ def hidden_types(registry: Registry) -> list[str]:
 
 
 def _humanize(name: str) -> str:
-    return name.replace("_", " ").replace("-", " ").strip().capitalize() or name
+    return humanize(name)
 
 
 # --- statuses -----------------------------------------------------------------------------
 
-STATUS_TEXT: dict[str, str] = {
-    "active": "Active",
-    "pending": "Pending",
-    "processing": "Processing",
-    "pausing": "Pausing…",
-    "paused": "Paused",
-    "retrying": "Retrying",
-    "failed": "Failed",
-    "cancelling": "Cancelling…",
-    "cancelled": "Cancelled",
-    "completed": "Completed",
-}
-"""What the UI writes for each status filter value and shown status (which are defined in
-:mod:`rhizome.jobs.model`)."""
-assert set(STATUS_TEXT) == set(STATUS_FILTERS)
+# STATUS_TEXT (each status filter value and shown status), ERROR_TEXT: the one vocabulary
+# of rhizome.jobs.vocabulary, shared with the CLI.
 
 
 def status_label(job: Job) -> str:
@@ -99,6 +103,11 @@ ERROR_GUIDANCE: dict[str, str] = {
         "A temporary problem (network, timeout, a busy service). The job retries "
         "automatically with growing delays and continues from its last checkpoint."
     ),
+    "transient-exhausted": (
+        "A temporary problem (network, timeout, a busy service) kept coming back, and "
+        "the automatic retries are used up. Check the connection or the service, then "
+        "retry the job: it continues from its last checkpoint."
+    ),
     ErrorType.PERMANENT.value: (
         "The job cannot finish as it is. Read the message, fix the cause, then retry it "
         "(from its checkpoint, or from the beginning) or delete it."
@@ -116,6 +125,26 @@ ERROR_GUIDANCE: dict[str, str] = {
 
 
 # --- stages, progress, titles ---------------------------------------------------------------
+
+
+def error_guidance(job: Job) -> str | None:
+    """What to do about the job's error: for a temporary problem, whether the job still
+    retries by itself or its retries are used up."""
+    if job.error_type is None:
+        return None
+    key = job.error_type.value
+    if job.error_type is ErrorType.TRANSIENT and job.next_retry_at is None:
+        key = "transient-exhausted"
+    return ERROR_GUIDANCE.get(key)
+
+
+def shows_error(job: Job) -> bool:
+    """Whether the job's recorded error is current: it failed (or retries after a
+    failure), or was cancelled after one. A job that completed after a failed attempt
+    shows no error (its timeline keeps the history)."""
+    return job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING) or (
+        job.status is JobStatus.PROCESSING and job.retry_count > 0
+    )
 
 
 def job_stages(registry: Registry, job: Job) -> list[Stage]:
@@ -160,14 +189,16 @@ def stage_rows(registry: Registry, job: Job) -> list[dict[str, Any]]:
     return rows
 
 
-def stage_label(registry: Registry, job: Job) -> str | None:
-    current = job.stage
+def stage_label(registry: Registry, job: Job, stage: str | None = None) -> str | None:
+    """The label of the job's current stage (or of ``stage``), as its type declares it."""
+    current = stage if stage is not None else job.stage
     if current is None:
         return None
     for s in job_stages(registry, job):
         if s.name == current:
             return s.label
-    return _humanize(current)
+    labels = stage_labels(registry, [job.job_type])
+    return labels.get(current) or _humanize(current)
 
 
 def percent_of(job: Job) -> float:
@@ -205,18 +236,19 @@ def job_title(job: Job, document_title: str | None = None, type_label: str | Non
 
 
 def eta_seconds(job: Job, now: datetime | None = None) -> float | None:
-    """A rough remaining time for a processing job (its speed since this attempt started)."""
+    """A first estimate of the time left for a processing job: its average speed since its
+    first start, if it never stopped (the page then refines it from a smoothed rate of the
+    live progress, see static/app.js). None while there is too little to go on."""
     if job.status is not JobStatus.PROCESSING or job.started_at is None:
         return None
     percent = percent_of(job)
     if percent <= 1 or percent >= 100:
         return None
-    start = max(t for t in (job.started_at, job.resumed_at) if t is not None)
+    if job.resume_count or job.attempt > 1 or job.claim_reason is not None:
+        return None  # the percent includes earlier runs: no honest rate yet
     now = now or datetime.now(UTC)
-    elapsed = (now - start).total_seconds()
+    elapsed = (now - job.started_at).total_seconds()
     if elapsed <= 1:
-        return None
-    if job.resume_count:  # resumed: the percent includes work of earlier runs; guess
         return None
     return elapsed / percent * (100 - percent)
 
@@ -235,6 +267,15 @@ def checkpoint_info(job: Job) -> dict[str, Any] | None:
         data["stage"] = job.last_checkpoint_stage or data.get("stage")
         data["sha256"] = job.checkpoint_hash or data.get("sha256")
     data["resumable"] = bool(job.last_checkpoint_path)
+    return data
+
+
+def checkpoint_view(registry: Registry, job: Job) -> dict[str, Any] | None:
+    """:func:`checkpoint_info` with the stage's label."""
+    data = checkpoint_info(job)
+    if data is not None:
+        stage = data.get("stage")
+        data["stage_label"] = stage_label(registry, job, str(stage)) if stage else None
     return data
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,6 +80,14 @@ def error_json(status: int, kind: str, message: str, hint: str = "", **extra: An
     return JSONResponse({"error": body}, status_code=status)
 
 
+def error_title(exc: BaseException) -> str:
+    """A page title for an error a person reads: ``JobNotFoundError`` → "Job not found"."""
+    name = type(exc).__name__.removesuffix("Error") or "Error"
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|\d+", name)
+    text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+    return text[:1].upper() + text[1:] if text else "Error"
+
+
 def _wants_html(request: Request) -> bool:
     path = request.url.path
     if path.startswith("/api/") or path in ("/metrics", "/healthz", "/openapi.json"):
@@ -99,7 +108,7 @@ def install(app: FastAPI) -> None:
                 "%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc
             )
         if _wants_html(request):
-            return _page(request, status, type(exc).__name__, exc.message, exc.hint)
+            return _page(request, status, error_title(exc), exc.message, exc.hint)
         return error_json(status, type(exc).__name__, exc.message, exc.hint)
 
     @app.exception_handler(RequestTooLarge)

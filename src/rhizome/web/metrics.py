@@ -1,33 +1,66 @@
-"""Prometheus metrics, read from the database at scrape time (so they cover every worker
-on every machine, not just this process): jobs by type and status, claim latency and run
-durations of recent jobs, retries, worker heartbeats, queue pauses, and this server's
-live-update clients."""
+"""Prometheus metrics, read from the database at scrape time, so they cover every worker
+on every machine, not just this process.
+
+*Lifetime* counters and histograms (they only grow; :mod:`rhizome.jobs.metrics`): each
+worker counts what it does and adds it to ``job_metrics`` at every heartbeat; a scrape
+sums every worker's rows (a stopped worker's rows are folded into ``worker_id = '*'``, so
+nothing is lost). ``rate()`` and ``histogram_quantile()`` work on them as on any
+Prometheus counter:
+
+* ``rhizome_job_runs_total{job_type,outcome}`` — runs that reached their handler, by
+  outcome (completed, failed, retry, paused, cancelled, released, lost);
+* ``rhizome_job_run_seconds{job_type}`` — histogram of the time one run took;
+* ``rhizome_job_claim_latency_seconds{job_type}`` — histogram of due → claimed;
+* ``rhizome_job_claims_total``, ``rhizome_job_retries_total`` (automatic retries
+  scheduled), ``rhizome_job_takeovers_total`` (jobs taken over after their worker stopped
+  heartbeating), all ``{job_type}``.
+
+Gauges of the present: jobs by type and status, jobs waiting for a retry, workers and
+their heartbeat ages, the oldest heartbeat of a running job, paused queues, and this
+server's live-update clients.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
+from rhizome.jobs.metrics import HISTOGRAMS, bucket_label
 from rhizome.jobs.model import JobStatus, parse_time
 from rhizome.jobs.store import SqlJobStore
 from rhizome.web.sse import Broadcaster
 
 log = logging.getLogger("rhizome.web.metrics")
 
-CLAIM_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
-DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
-WINDOW = timedelta(minutes=15)
+COUNTERS = {
+    "runs": ("rhizome_job_runs", "Job runs that reached their handler, by outcome.", "outcome"),
+    "claims": ("rhizome_job_claims", "Jobs claimed by a worker.", None),
+    "retries": ("rhizome_job_retries", "Automatic retries scheduled after a failure.", None),
+    "takeovers": (
+        "rhizome_job_takeovers",
+        "Jobs taken over after their worker stopped heartbeating.",
+        None,
+    ),
+}
+HISTOGRAM_HELP = {
+    "run_seconds": ("rhizome_job_run_seconds", "Time one run of a job took (seconds)."),
+    "claim_latency_seconds": (
+        "rhizome_job_claim_latency_seconds",
+        "From the moment a job was due (enqueued, resumed or retried) to its claim.",
+    ),
+}
 
 
 def _seconds(a: Any, b: Any) -> float | None:
@@ -39,14 +72,6 @@ def _seconds(a: Any, b: Any) -> float | None:
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
     return max(0.0, (end - start).total_seconds())
-
-
-def _histogram(values: list[float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
-    out = []
-    for bound in bounds:
-        out.append((str(bound), float(sum(1 for v in values if v <= bound))))
-    out.append(("+Inf", float(len(values))))
-    return out
 
 
 class JobCollector(Collector):
@@ -78,69 +103,51 @@ class JobCollector(Collector):
             sent.add_metric([], self.broadcaster.messages_sent)
             yield sent
 
+    def _lifetime(self) -> Iterator[Metric]:
+        """The workers' lifetime counters and histograms (sums over every worker)."""
+        totals: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+        for r in self.store.metric_totals():
+            totals[str(r["metric"])][(str(r["job_type"]), str(r["label"]))] = float(r["value"])
+        for key, (name, doc, label) in COUNTERS.items():
+            labels = ["job_type", label] if label else ["job_type"]
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for (job_type, value_label), value in sorted(totals[key].items()):
+                family.add_metric([job_type, value_label] if label else [job_type], value)
+            yield family
+        for key, bounds in HISTOGRAMS.items():
+            name, doc = HISTOGRAM_HELP[key]
+            histogram = HistogramMetricFamily(name, doc, labels=["job_type"])
+            buckets = totals[f"{key}_bucket"]
+            sums = totals[f"{key}_sum"]
+            for job_type in sorted({t for t, _ in buckets} | {t for t, _ in sums}):
+                cumulative = [
+                    (bucket_label(b), buckets.get((job_type, bucket_label(b)), 0.0))
+                    for b in (*bounds, float("inf"))
+                ]
+                histogram.add_metric([job_type], cumulative, sums.get((job_type, ""), 0.0))
+            yield histogram
+
     def _from_database(self, now: datetime) -> Iterator[Metric]:
         store = self.store
         jobs = GaugeMetricFamily(
-            "rhizome_jobs", "Jobs by type and status.", labels=["job_type", "status"]
+            "rhizome_jobs", "Jobs by type and status (now).", labels=["job_type", "status"]
         )
         counts = store.count_jobs()
-        types = sorted({t for _, t in counts})
-        for job_type in types:
+        for job_type in sorted({t for _, t in counts}):
             for status in JobStatus:
                 jobs.add_metric([job_type, status.value], counts.get((status.value, job_type), 0))
         yield jobs
 
-        snapshot = store.metrics_snapshot(now - WINDOW)
-        latency: dict[str, list[float]] = {}
-        for r in snapshot.started:
-            if int(r.get("attempt") or 0) != 1:
-                continue  # the first claim only; reclaims and resumes measure other things
-            due = max(
-                (t for t in (parse_time(r["created_at"]), parse_time(r["run_at"])) if t),
-                default=None,
-            )
-            value = _seconds(due, r["started_at"])
-            if value is not None:
-                latency.setdefault(str(r["job_type"]), []).append(value)
-        claim = GaugeHistogramMetricFamily(
-            "rhizome_job_claim_latency_seconds",
-            "Time from due to first claim, jobs first claimed in the last 15 minutes.",
-            labels=["job_type"],
-        )
-        for job_type, values in sorted(latency.items()):
-            claim.add_metric([job_type], _histogram(values, CLAIM_BUCKETS), sum(values))
-        yield claim
+        yield from self._lifetime()
 
-        durations: dict[tuple[str, str], list[float]] = {}
-        for r in snapshot.finished:
-            value = _seconds(r["started_at"], r["completed_at"])
-            if value is not None:
-                durations.setdefault((str(r["job_type"]), str(r["status"])), []).append(value)
-        duration = GaugeHistogramMetricFamily(
-            "rhizome_job_duration_seconds",
-            "Start to finish (all attempts) of jobs finished in the last 15 minutes.",
-            labels=["job_type", "status"],
-        )
-        for (job_type, outcome), values in sorted(durations.items()):
-            duration.add_metric(
-                [job_type, outcome], _histogram(values, DURATION_BUCKETS), sum(values)
-            )
-        yield duration
-
-        retries = GaugeMetricFamily(
-            "rhizome_job_retries",
-            "Automatic retries recorded on the jobs now in the table.",
-            labels=["job_type"],
-        )
+        retry_rows, heartbeat_rows = store.metric_gauges()
         scheduled = GaugeMetricFamily(
             "rhizome_jobs_retry_scheduled",
-            "Failed jobs waiting for an automatic retry.",
+            "Failed jobs waiting for an automatic retry (now).",
             labels=["job_type"],
         )
-        for r in snapshot.retries:
-            retries.add_metric([str(r["job_type"])], float(r["retries"] or 0))
+        for r in retry_rows:
             scheduled.add_metric([str(r["job_type"])], float(r["scheduled"] or 0))
-        yield retries
         yield scheduled
 
         beat = GaugeMetricFamily(
@@ -166,7 +173,7 @@ class JobCollector(Collector):
             labels=["job_type"],
         )
         ages: dict[str, float] = {}
-        for r in snapshot.heartbeats:
+        for r in heartbeat_rows:
             age = _seconds(r["heartbeat_at"], now)
             if age is not None:
                 ages[str(r["job_type"])] = max(ages.get(str(r["job_type"]), 0.0), age)

@@ -24,12 +24,15 @@ from rhizome.jobs.events import Change, ChangeFeed, Subscription
 from rhizome.jobs.model import JobFilter
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
+from rhizome.web import display
 from rhizome.web.services.documents import TitleCache
 from rhizome.web.views import job_summary
 
 log = logging.getLogger("rhizome.web.sse")
 
 Message = tuple[str, str]  # (event name, JSON data)
+EVERYONE = "*"
+"""The "user" of messages every client gets (the queue controls)."""
 MAX_BACKLOG = 5000
 
 
@@ -174,8 +177,9 @@ class Broadcaster:
             return
         with self._lock:
             listeners = list(self._listeners)
+        everyone = by_user.pop(EVERYONE, [])  # queue controls: every user sees them
         for listener in listeners:
-            items = by_user.get(listener.user_id)
+            items = everyone + by_user.get(listener.user_id, [])
             if items:
                 self._send(listener, items)
 
@@ -208,6 +212,18 @@ class Broadcaster:
                     return None
                 self.remember(event.job_id, owner)
             return owner, "event", _dumps(event.to_dict())
+        if change.kind == "log" and change.log is not None:
+            line = change.log
+            owner = self._owner(line.job_id)
+            if owner is None:
+                try:
+                    owner = self.store.get(line.job_id).user_id
+                except RhizomeError:
+                    return None
+                self.remember(line.job_id, owner)
+            return owner, "log", _dumps(line.to_dict())
+        if change.kind == "queue" and change.queue is not None:
+            return EVERYONE, "queue", _dumps(queue_view(change.queue, self.registry))
         if change.kind == "deleted" and change.job_id is not None:
             owner = self._owner(change.job_id, forget=True)
             if owner is None:
@@ -231,6 +247,20 @@ async def _sleep(seconds: float, stop: Callable[[], bool] | None) -> bool:
     return not (stop is not None and stop())
 
 
+def queue_view(controls: dict[str, dict[str, Any]], registry: Registry) -> dict[str, Any]:
+    """The queue controls as the pages show them: whether the whole queue is paused, and
+    the paused job types with their labels."""
+    paused_types = sorted(k for k, v in controls.items() if v.get("paused") and k != "*")
+    whole = controls.get("*", {})
+    return {
+        "paused": bool(whole.get("paused")),
+        "reason": whole.get("reason") if whole.get("paused") else None,
+        "paused_types": [
+            {"name": t, "label": display.type_display(registry, t).label} for t in paused_types
+        ],
+    }
+
+
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
 
@@ -248,6 +278,7 @@ def snapshot(store: SqlJobStore, registry: Registry, b: Broadcaster, user_id: st
     return _dumps(
         {
             "jobs": jobs,
+            "queue": queue_view(store.queue_controls(), registry),
             "server_time": datetime.now(UTC).isoformat(),
             "user_id": user_id,
         }

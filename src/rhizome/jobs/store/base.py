@@ -571,13 +571,14 @@ class SqlJobStore(ABC):
         """The jobs matching ``f``, newest first, or in the order ``sort`` names (one of
         :data:`~rhizome.jobs.model.JOB_SORTS`)."""
         params = {**self._filter_params(f), "limit": limit, "offset": offset}
-        query = "list_jobs"
-        if sort and sort != "created_desc":
-            if sort not in JOB_SORTS:
-                raise ValueError(f"Unknown sort {sort!r}. Use one of: {', '.join(JOB_SORTS)}.")
-            query, params["sort"] = "list_jobs_sorted", sort
+        if sort and sort not in JOB_SORTS:
+            raise ValueError(f"Unknown sort {sort!r}. Use one of: {', '.join(JOB_SORTS)}.")
         with self.session() as s:
-            return [Job.from_row(r) for r in s.all(query, params)]
+            if sort and sort != "created_desc":
+                rows = s.all("list_jobs_sorted", {**params, "sort": sort})
+            else:
+                rows = s.all("list_jobs", params)
+        return [Job.from_row(r) for r in rows]
 
     def filtered_job_ids(self, f: JobFilter, *, limit: int | None = None) -> list[str]:
         """Ids of the jobs matching ``f``, oldest first (what bulk actions by filter use)."""
@@ -610,6 +611,13 @@ class SqlJobStore(ABC):
                 retries=s.all("metrics_retries"),
                 heartbeats=s.all("metrics_heartbeats"),
             )
+
+    def metric_gauges(self) -> tuple[list[Row], list[Row]]:
+        """What the Prometheus gauges read now: per job type the jobs waiting for an
+        automatic retry (``job_type``, ``scheduled``), and the processing jobs' heartbeats
+        (``job_type``, ``worker_id``, ``heartbeat_at``)."""
+        with self.session() as s:
+            return s.all("metrics_retries"), s.all("metrics_heartbeats")
 
     def feed_position(self) -> tuple[int, datetime]:
         """The newest timeline event id and the database's clock: where a change feed
@@ -653,7 +661,7 @@ class SqlJobStore(ABC):
         the last ``limit`` lines."""
         params = {"job_id": _check_id(job_id), "after": after, "limit": limit}
         with self.session() as s:
-            rows = s.all("job_log_tail" if tail else "job_logs_after", params)
+            rows = s.all("job_log_tail", params) if tail else s.all("job_logs_after", params)
         return [JobLogLine.from_row(r) for r in rows]
 
     def logs_since(self, after: int) -> list[JobLogLine]:

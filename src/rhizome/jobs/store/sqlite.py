@@ -245,6 +245,7 @@ class SqliteJobStore(SqlJobStore):
             if not picked:
                 return []
             before = {r["id"]: r["status"] for r in picked}
+            previous = {r["id"]: r["worker_id"] for r in picked}
             rows = tx.all(
                 "claim_update",
                 {"ids": list(before), "worker_id": worker_id, "lease": lease_seconds},
@@ -258,7 +259,8 @@ class SqliteJobStore(SqlJobStore):
                         "to_status": "processing",
                         "stage": _stage_of(r),
                         "message": (
-                            f"lease expired; taken over (attempt {r['attempt']})"
+                            f"lease expired; taken over from {previous[r['id']] or '?'} "
+                            f"(attempt {r['attempt']})"
                             if before[r["id"]] == "processing"
                             else f"claimed (attempt {r['attempt']})"
                         ),

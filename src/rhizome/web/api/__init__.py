@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from rhizome.web.api import (
     admin,
     connections,
+    dashboard,
     documents,
     exports,
     highlights,
@@ -27,5 +28,6 @@ router.include_router(connections.router)
 router.include_router(exports.router)
 router.include_router(highlights.router)
 router.include_router(integrations.router)
+router.include_router(dashboard.router)
 
 __all__ = ["router"]

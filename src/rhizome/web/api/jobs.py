@@ -12,6 +12,7 @@ from pydantic import Field
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.admin import Selection
 from rhizome.jobs.client import enqueue
+from rhizome.jobs.model import JobSort
 from rhizome.web.api.common import (
     MAX_IDS,
     FilterQuery,
@@ -77,23 +78,28 @@ def list_jobs(
     stage: Annotated[str | None, Query(max_length=100)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text search.")] = None,
     include_hidden: bool = False,
+    sort: Annotated[
+        JobSort, Query(description="Column and direction; default created_desc (newest first).")
+    ] = "created_desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     """``status`` takes the stored statuses and the derived ones (active, pausing,
     cancelling, retrying): ``processing`` includes the jobs pausing or cancelling,
-    ``failed`` leaves out the jobs waiting for an automatic retry. ``counts`` has the
-    facet counts for each filter value."""
+    ``failed`` leaves out the jobs waiting for an automatic retry. ``stage`` selects the
+    unfinished jobs in that stage ("stuck in chunking"). ``counts`` has the facet counts
+    for each filter value."""
     f = job_service.build_filter(
         state, user, types=type, statuses=status, stage=stage, q=q, include_hidden=include_hidden
     )
-    page = job_service.search(state, f, limit=limit, offset=offset)
+    page = job_service.search(state, f, limit=limit, offset=offset, sort=sort)
     counts = job_service.facets(state, f)
     return {
         "jobs": [job_summary(state.registry, j, page.document_titles.get(j.id)) for j in page.jobs],
         "total": counts.total,
         "limit": limit,
         "offset": offset,
+        "sort": sort,
         "counts": counts.to_dict(),
     }
 
@@ -149,15 +155,39 @@ def bulk(state: StateDep, user: UserDep, body: BulkRequest) -> dict[str, Any]:
     return result.to_dict()
 
 
-@router.get("/jobs/{job_id}", summary="One job with stages, timeline, worker")
+@router.get("/jobs/{job_id}", summary="One job with stages, timeline, durations, worker")
 def get_job(state: StateDep, user: UserDep, job_id: str) -> dict[str, Any]:
+    """``job_id``: the id, or a unique prefix of 8 characters or more (as on every job
+    route). ``durations`` has the run time (all runs) and the time of each stage."""
     return {"job": job_service.job_with_context(state, job_id, user)}
 
 
 @router.get("/jobs/{job_id}/events", summary="A job's timeline")
 def job_events(state: StateDep, user: UserDep, job_id: str) -> dict[str, Any]:
-    job = state.store.get(job_id, user)
+    job = admin_for(state, user).get(job_id)
     return {"events": [e.to_dict() for e in state.store.events(job.id)]}
+
+
+@router.get("/jobs/{job_id}/logs", summary="A job's log (what its handler logged)")
+def job_logs(
+    state: StateDep,
+    user: UserDep,
+    job_id: str,
+    after: Annotated[int, Query(ge=0, description="Only lines after this line id.")] = 0,
+    tail: Annotated[
+        int | None, Query(ge=1, le=10_000, description="Only the last N lines.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """Lines oldest first; the newest lines of each job are kept (the worker's bound).
+    Follow a running job with ``after`` = the last line's id, or live on ``/api/events``
+    (``log`` messages)."""
+    job = admin_for(state, user).get(job_id)
+    if tail is not None:
+        lines = state.store.job_logs(job.id, limit=tail, tail=True)
+    else:
+        lines = state.store.job_logs(job.id, after=after, limit=limit)
+    return {"job_id": job.id, "lines": [line.to_dict() for line in lines]}
 
 
 @router.post("/jobs/{job_id}/pause", summary="Pause (at the next safe point)")

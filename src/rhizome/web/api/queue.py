@@ -11,8 +11,8 @@ from pydantic import Field
 from rhizome.errors import InvalidInputError
 from rhizome.web import display
 from rhizome.web.api.common import JobTypeName, Model, Text, admin_for
+from rhizome.web.services import dashboard
 from rhizome.web.state import ADMIN_ONLY, StateDep, UserDep
-from rhizome.web.views import worker_view
 
 router = APIRouter(tags=["queue"])
 
@@ -82,6 +82,10 @@ def job_types(state: StateDep) -> dict[str, Any]:
     return {"job_types": out}
 
 
-@router.get("/workers", summary="Registered workers and their heartbeats")
-def workers(state: StateDep) -> dict[str, Any]:
-    return {"workers": [worker_view(w) for w in state.store.list_workers()]}
+@router.get("/workers", summary="Workers: state, heartbeats, what they run")
+def workers(state: StateDep, user: UserDep) -> dict[str, Any]:
+    """Each worker process seen in the last day: host, pid, started, last seen,
+    concurrency, ``state`` (live, dead: no heartbeat for longer than a lease; stopped),
+    the user's jobs it runs now, how many jobs it completed and failed in the last hour,
+    and for a dead worker the jobs taken over from it. ``queue``: the queue controls."""
+    return dashboard.workers(state, user)

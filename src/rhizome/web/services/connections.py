@@ -168,14 +168,18 @@ def detection_state(store: SqlJobStore, document_id: str, user_id: str) -> Detec
     return Detection("found", f"{info.visible:,} connections.", info)
 
 
-def document_connections(store: SqlJobStore, document_id: str, user_id: str) -> dict[str, Any]:
+def document_connections(
+    store: SqlJobStore, document_id: str, user_id: str, *, limit: int = 500
+) -> dict[str, Any]:
     """The document's connections for its page and its API view: the visible ones (best
-    first), the rejected ones (for undo), and the detection state."""
+    first), the rejected ones (for undo), at most ``limit`` of each (``connection_totals``
+    says how many there are), and the detection state."""
     weights = current_weights()
     curation = Curation(store)
-    visible = curation.search(user_id, document_id=document_id, limit=500)
-    rejected = curation.search(user_id, document_id=document_id, state="rejected", limit=500)
+    visible = curation.search(user_id, document_id=document_id, limit=limit)
+    rejected = curation.search(user_id, document_id=document_id, state="rejected", limit=limit)
     return {
+        "connection_totals": {"visible": visible.total, "rejected": rejected.total},
         "connections": [connection_view(c, document_id, weights) for c in visible.items],
         "rejected_connections": [connection_view(c, document_id, weights) for c in rejected.items],
         "connection_counts": visible.counts,

@@ -93,21 +93,47 @@ def documents_titled(store: SqlJobStore, user_id: str, text: str) -> tuple[str, 
 
 
 def document_bundle(
-    store: SqlJobStore, registry: Registry, document_id: str, user_id: str
+    store: SqlJobStore,
+    registry: Registry,
+    document_id: str,
+    user_id: str,
+    *,
+    chunk_limit: int | None = None,
+    connection_limit: int = 500,
 ) -> dict[str, Any]:
-    """A document with its chunks, connections (with both passages, the other documents'
-    titles and the detection state) and jobs, as JSON views."""
+    """A document with its chunks (the first ``chunk_limit``; ``chunk_total`` says how
+    many), connections (with both passages, the other documents' titles and the detection
+    state; at most ``connection_limit``) and jobs, as JSON views."""
     library = Library(store)
     doc = library.get_document(document_id, user_id)
     chunks = library.list_chunks(doc.id, user_id)
     jobs = document_jobs(store, doc.id, user_id)
+    shown = chunks if chunk_limit is None else chunks[:chunk_limit]
     return {
         "document": document_view(doc, jobs[0] if jobs else None),
-        "chunks": [chunk_view(c) for c in chunks],
+        "chunks": [chunk_view(c) for c in shown],
+        "chunk_total": len(chunks),
         # connections (best first), rejected_connections, connection_counts, detection
-        **document_connections(store, doc.id, user_id),
+        **document_connections(store, doc.id, user_id, limit=connection_limit),
         "jobs": [job_summary(registry, j, doc.title) for j in jobs],
     }
+
+
+def document_chunks(
+    store: SqlJobStore, document_id: str, user_id: str, *, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the document's chunks (in order) and how many it has."""
+    chunks = Library(store).list_chunks(document_id, user_id)
+    return [chunk_view(c) for c in chunks[offset : offset + limit]], len(chunks)
+
+
+def markdown_preview(text: str, limit: int) -> tuple[str, bool]:
+    """The start of a markdown text, cut at a paragraph break before ``limit`` characters
+    (so no block is cut in half), and whether it was cut."""
+    if len(text) <= limit:
+        return text, False
+    cut = text.rfind("\n\n", 0, limit)
+    return text[: cut if cut > limit // 2 else limit], True
 
 
 @dataclass

@@ -76,9 +76,12 @@ class JobPage:
     """job id → the title of the document it works on."""
 
 
-def search(state: WebState, f: JobFilter, *, limit: int = 50, offset: int = 0) -> JobPage:
-    """A page of matching jobs (newest first) with their documents' titles."""
-    jobs = state.store.search_jobs(f, limit=limit, offset=offset)
+def search(
+    state: WebState, f: JobFilter, *, limit: int = 50, offset: int = 0, sort: str | None = None
+) -> JobPage:
+    """A page of matching jobs (newest first, or by ``sort``) with their documents'
+    titles."""
+    jobs = state.store.search_jobs(f, limit=limit, offset=offset, sort=sort)
     return JobPage(jobs, state.broadcaster.titles.of_jobs(jobs))
 
 
@@ -92,8 +95,9 @@ def job_ids(state: WebState, f: JobFilter, *, limit: int) -> list[str]:
 
 
 def job_with_context(state: WebState, job_id: str, user: str) -> dict[str, Any]:
-    """One job of the user with its stages, timeline, worker and document title."""
-    job = state.store.get(job_id, user)
+    """One job of the user (its id or a unique prefix) with its stages, timeline,
+    durations, worker and document title."""
+    job = state.store.get(state.store.resolve_job_id(job_id, user), user)
     worker = None
     if job.worker_id:
         worker = next((w for w in state.store.list_workers() if w.id == job.worker_id), None)

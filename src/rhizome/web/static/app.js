@@ -147,9 +147,17 @@
         work = api("POST", "/api/admin/" + btn.dataset.admin, btn.dataset.needsConfirm ? { confirm: true } : undefined)
           .then(function (data) { toast(adminSummary(btn.dataset.admin, data)); });
       } else if (action === "queue-pause") {
-        work = api("POST", "/api/queue/pause", {}).then(function () { toast("Queue paused"); });
+        work = api("POST", "/api/queue/pause", {}).then(function (data) {
+          renderQueue(queueFromApi(data && data.queue)); toast("Queue paused");
+        });
       } else if (action === "queue-resume") {
-        work = api("POST", "/api/queue/resume", {}).then(function () { toast("Queue resumed"); });
+        work = api("POST", "/api/queue/resume", {}).then(function (data) {
+          renderQueue(queueFromApi(data && data.queue)); toast("Queue resumed");
+        });
+      } else if (action === "queue-resume-type") {
+        work = api("POST", "/api/queue/resume", { type: btn.dataset.type }).then(function (data) {
+          renderQueue(queueFromApi(data && data.queue)); toast("Resumed " + btn.dataset.type);
+        });
       } else if (action === "delete-document") {
         work = api("DELETE", "/api/documents/" + btn.dataset.documentId).then(function () {
           toast("Document deleted"); window.location.href = "/";
@@ -167,6 +175,50 @@
         .then(function () { btn.disabled = false; });
     });
   });
+
+  // --- the queue: a banner on every page, the Jobs panel's header ------------------------------
+  var queue = R.queue || { paused: false, paused_types: [] };
+
+  function queueFromApi(q) {
+    // /api/queue answers {paused, controls}; the pages' view also lists paused types
+    if (!q || !q.controls) return queue;
+    var labels = {};
+    (queue.paused_types || []).forEach(function (t) { labels[t.name] = t.label; });
+    var types = Object.keys(q.controls).filter(function (k) { return k !== "*" && q.controls[k].paused; });
+    return {
+      paused: !!q.paused,
+      reason: q.paused ? (q.controls["*"] || {}).reason : null,
+      paused_types: types.sort().map(function (t) { return { name: t, label: labels[t] || t }; })
+    };
+  }
+
+  function queuePausedFor(jobType) {
+    if (queue.paused) return true;
+    return (queue.paused_types || []).some(function (t) { return t.name === jobType; });
+  }
+
+  function renderQueue(q) {
+    if (q) queue = q;
+    var types = queue.paused_types || [];
+    var banner = $("#queue-banner");
+    if (banner) {
+      banner.hidden = !(queue.paused || types.length);
+      $(".queue-banner-text", banner).textContent = queue.paused
+        ? "The queue is paused: no new jobs start (running jobs go on)."
+        : types.length ? "Paused job types: " + types.map(function (t) { return t.label; }).join(", ") + ". Their jobs wait." : "";
+    }
+    var head = $("#queue-state");
+    if (head) {
+      head.dataset.paused = queue.paused ? "1" : "0";
+      var badge = $(".queue-status", head);
+      badge.className = "status queue-status " + (queue.paused ? "status-paused" : "status-processing");
+      badge.textContent = queue.paused ? "Queue paused"
+        : types.length ? "Queue running (" + plural(types.length, "type") + " paused)" : "Queue running";
+      $('[data-action="queue-resume"]', head).hidden = !queue.paused;
+      $('[data-action="queue-pause"]', head).hidden = !!queue.paused;
+    }
+    renderDock();
+  }
 
   // --- live connection ------------------------------------------------------------------------
   var stamps = new Map();   // job id -> newest change seen (updated/heartbeat)
@@ -205,7 +257,7 @@
       });
       snapshots += 1;
       setLive("live");
-      renderDock();
+      if (d.queue) renderQueue(d.queue); else renderDock();
       if (page.snapshot) page.snapshot(d, snapshots);
     });
     es.addEventListener("job", function (m) {
@@ -222,6 +274,13 @@
     es.addEventListener("event", function (m) {
       var e = JSON.parse(m.data);
       if (page.event) page.event(e);
+    });
+    es.addEventListener("queue", function (m) {
+      renderQueue(JSON.parse(m.data));
+      if (page.queue) page.queue();
+    });
+    es.addEventListener("log", function (m) {
+      if (page.log) page.log(JSON.parse(m.data));
     });
     es.addEventListener("deleted", function (m) {
       var d = JSON.parse(m.data);
@@ -259,7 +318,16 @@
       return oa - ob || ts(b.created_at) - ts(a.created_at);
     });
     dock.hidden = all.length === 0;
+    document.body.classList.toggle("has-dock", all.length > 0);
     $("#dock-count", dock).textContent = String(all.length);
+    var running = all.filter(function (j) { return ORDER[j.status_label] === 0; }).length;
+    var waiting = all.filter(function (j) { return j.status_label === "pending"; }).length;
+    var parts = [];
+    if (running) parts.push(running + " running");
+    if (waiting) parts.push(waiting + " waiting" + (queue.paused ? " (queue paused)" : ""));
+    var pausedN = all.length - running - waiting;
+    if (pausedN) parts.push(pausedN + " paused or retrying");
+    $("#dock-summary", dock).textContent = parts.join(" · ");
     var shown = all.slice(0, DOCK_MAX);
     var keep = new Set(shown.map(function (j) { return j.id; }));
     $$("li.dock-job", list).forEach(function (li) { if (!keep.has(li.dataset.jobId)) li.remove(); });
@@ -297,10 +365,15 @@
       $(".dock-pct", li).textContent = pct + "%";
       var text = j.details || "";
       if (j.status_label === "paused" && j.checkpoint && j.checkpoint.resumable) {
-        text = "Paused at " + (j.checkpoint.stage || "a checkpoint") + " — resumable";
+        text = "Paused at " + (j.checkpoint.stage_label || j.checkpoint.stage || "a checkpoint") + " — resumable";
       } else if (j.status_label === "retrying" && j.next_retry_at) {
         text = "retry " + j.retry_count + " of " + j.max_retries;
+      } else if (j.status_label === "pending" && queuePausedFor(j.job_type)) {
+        text = "Waiting: the queue is paused";
+      } else if (j.status_label === "pending") {
+        text = "Waiting for a worker";
       }
+      li.classList.toggle("held", j.status_label === "pending" && queuePausedFor(j.job_type));
       $(".dock-text", li).textContent = text;
       $(".pulse", li).dataset.heartbeat = j.heartbeat_at || "";
       li.dataset.statusLabel = j.status_label;
@@ -366,6 +439,8 @@
       var head = "retry " + el.dataset.attempt + " of " + el.dataset.of;
       el.textContent = left > 0 ? head + " in " + duration(left) : head + " is due now";
     });
+    var etaEl = $("#job-eta");
+    if (etaEl && R.job_id && rates.has(R.job_id)) etaEl.textContent = etaText(etaLeft(R.job_id));
     $$("time[data-relative]").forEach(function (el) {
       var r = relative(el.getAttribute("datetime"));
       if (r) { el.title = el.title || el.textContent; el.textContent = r; }
@@ -373,19 +448,45 @@
   }
   setInterval(tick, 1000);
 
-  // --- progress rate for ETAs -------------------------------------------------------------------
-  var samples = new Map();
+  // --- time left: a smoothed rate of progress -------------------------------------------------
+  // The rate (percent per second) is an exponentially weighted average over the moments
+  // the percent moved; heartbeats without progress do not lower it. Between moves the
+  // estimate counts down with the clock, so it does not grow while the job works normally
+  // (a long step without progress shows "almost done" rather than a growing time).
+  var rates = new Map();
+  var ETA_WEIGHT = 0.3;
   function eta(j) {
-    if (j.status !== "processing") { samples.delete(j.id); return null; }
-    var list = samples.get(j.id) || [];
-    list.push([now(), j.percent || 0]);
-    while (list.length > 2 && list[0][0] < now() - 60000) list.shift();
-    samples.set(j.id, list);
-    var first = list[0], last = list[list.length - 1];
-    var span = (last[0] - first[0]) / 1000;
-    var rate = span > 2 ? (last[1] - first[1]) / span : 0;
-    if (rate > 0) return (100 - last[1]) / rate;
-    return j.eta_seconds;
+    if (j.status_label !== "processing") { rates.delete(j.id); return null; }
+    var t = now(), p = j.percent || 0, r = rates.get(j.id);
+    if (!r || p < r.p) {
+      r = { t: t, p: p, rate: null, left: null, at: t };
+      if (j.eta_seconds) { r.left = j.eta_seconds; r.at = t; }
+      rates.set(j.id, r);
+      return r.left;
+    }
+    if (p > r.p) {
+      var dt = (t - r.t) / 1000;
+      if (dt >= 0.25) {
+        var inst = (p - r.p) / dt;
+        r.rate = r.rate === null ? inst : r.rate + ETA_WEIGHT * (inst - r.rate);
+        r.t = t; r.p = p;
+        var fresh = (100 - p) / r.rate;
+        var counting = r.left === null ? fresh : Math.max(r.left - (t - r.at) / 1000, 0);
+        // a lower estimate wins at once; a higher one only through the smoothed rate
+        r.left = r.left === null ? fresh : Math.min(fresh, counting + ETA_WEIGHT * Math.max(fresh - counting, 0));
+        r.at = t;
+      }
+    }
+    return etaLeft(j.id);
+  }
+  function etaLeft(id) {
+    var r = rates.get(id);
+    if (!r || r.left === null) return null;
+    return Math.max(r.left - (now() - r.at) / 1000, 0);
+  }
+  function etaText(left) {
+    if (left === null || left === undefined) return "";
+    return left < 5 ? "almost done" : "about " + duration(left) + " left";
   }
 
   // --- fragments ------------------------------------------------------------------------------------
@@ -536,8 +637,7 @@
       setBar($("#progress-panel .overall", box), j.percent || 0);
       $("#job-percent", box).textContent = Math.round(j.percent || 0) + "%";
       $("#job-details", box).textContent = j.details || "";
-      var e = eta(j);
-      $("#job-eta", box).textContent = e ? "about " + duration(e) + " left" : "";
+      $("#job-eta", box).textContent = etaText(eta(j));
       $$("#stages tr.stage", box).forEach(function (row) {
         var start = Number(row.dataset.start), end = Number(row.dataset.end);
         var fill;
@@ -563,6 +663,67 @@
     page.event = function (e) { if (e.job_id === R.job_id) refresh(); };
     page.deleted = function (id) { if (id === R.job_id) page.gone(); };
     page.snapshot = function (d, n) { if (n > 1) refresh(); };
+    page.log = function (line) {
+      if (line.job_id !== R.job_id) return;
+      var list = $("#job-log", box);
+      if (!list || $('li[data-log-id="' + line.id + '"]', list)) return;
+      var stages = {};
+      try { stages = JSON.parse(list.dataset.stages || "{}"); } catch (e) { stages = {}; }
+      var li = document.createElement("li");
+      li.className = "log-line log-" + String(line.level || "info").toLowerCase();
+      li.dataset.logId = String(line.id);
+      var time = document.createElement("time");
+      time.className = "mono";
+      time.setAttribute("datetime", line.at || "");
+      time.textContent = (line.at || "").slice(11, 23);
+      var level = document.createElement("span");
+      level.className = "log-level";
+      level.textContent = line.level;
+      li.appendChild(time);
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(level);
+      if (line.stage) {
+        var tag = document.createElement("span");
+        tag.className = "tag";
+        tag.textContent = stages[line.stage] || line.stage;
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(tag);
+      }
+      var msg = document.createElement("span");
+      msg.className = "log-message";
+      msg.textContent = line.message;
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(msg);
+      var atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+      list.appendChild(li);
+      while (list.children.length > 2000) list.removeChild(list.firstChild);
+      if (atEnd) list.scrollTop = list.scrollHeight;
+      var count = $("#log-count", box);
+      if (count) count.textContent = String(list.children.length);
+      var empty = $("#log-empty", box);
+      if (empty) empty.hidden = true;
+    };
+  }
+
+  // --- pages of the operator's view: dashboard, stats, workers ---------------------------------
+  // They re-read their part when jobs change status (at most every few seconds) and, for
+  // the workers' heartbeats, every 10 s.
+  function operatorPage(selector, gap, every) {
+    var box = $(selector);
+    if (!box) return;
+    var refresh = refresher(box);
+    var slow = throttled(refresh, gap);
+    var known = new Map();
+    page.refresh = refresh;
+    page.job = function (j) {
+      var before = known.get(j.id);
+      known.set(j.id, j.status_label);
+      if (before !== j.status_label) slow();
+    };
+    page.deleted = function () { slow(); };
+    page.queue = function () { slow(); };
+    page.snapshot = function (d, n) { if (n > 1) slow(); };
+    if (every) setInterval(slow, every);
   }
 
   // --- page: library ---------------------------------------------------------------------------------------
@@ -670,7 +831,36 @@
     page.snapshot = function (d, n) { if (n > 1) refresh(); };
   }
 
-  var pages = { jobs: jobsPage, job: jobPage, library: libraryPage, document: documentPage };
+  // "Show more" buttons: fetch the next part and put it in place of the button
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest("[data-more-url]");
+    if (!btn) return;
+    ev.preventDefault();
+    btn.disabled = true;
+    fetch(btn.dataset.moreUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (res) { if (!res.ok) throw new Error(res.status + " " + res.statusText); return res.text(); })
+      .then(function (html) {
+        if (btn.id === "markdown-more") {
+          $("#markdown").innerHTML = html;
+          btn.closest("p").remove();
+        } else {
+          var holder = btn.closest("li") || btn;
+          var tmp = document.createElement("ol");
+          tmp.innerHTML = html;
+          while (tmp.firstChild) holder.parentNode.insertBefore(tmp.firstChild, holder);
+          holder.remove();
+        }
+        window.dispatchEvent(new CustomEvent("rhizome:more"));
+      })
+      .catch(function (err) { btn.disabled = false; toast(err.message, true); });
+  });
+
+  var pages = {
+    jobs: jobsPage, job: jobPage, library: libraryPage, document: documentPage,
+    dashboard: function () { operatorPage("#dashboard", 5000, 60000); },
+    stats: function () { operatorPage("#stats", 5000, 0); },
+    workers: function () { operatorPage("#workers", 2000, 10000); }
+  };
   if (pages[R.page]) pages[R.page]();
   tick();
   if (R.page !== "login" && R.page !== "error") connect();

@@ -69,7 +69,7 @@ SELECT * FROM job_events WHERE job_id = %(id)s ORDER BY id;
 -- lease), highest priority then oldest first, lock them without waiting on other workers,
 -- take them over and write their timeline events.
 WITH due_pending AS (
-    SELECT id, status, priority, created_at FROM background_jobs
+    SELECT id, status, priority, created_at, worker_id FROM background_jobs
     WHERE status = 'pending' AND run_at <= now()
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
       AND job_type NOT IN (SELECT q.job_type FROM queue_controls q WHERE q.paused)
@@ -78,7 +78,7 @@ WITH due_pending AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), due_expired AS (
-    SELECT id, status, priority, created_at FROM background_jobs
+    SELECT id, status, priority, created_at, worker_id FROM background_jobs
     WHERE status = 'processing' AND lease_expires_at < now()
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
       AND job_type NOT IN (SELECT q.job_type FROM queue_controls q WHERE q.paused)
@@ -87,7 +87,7 @@ WITH due_pending AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, status FROM (
+    SELECT id, status, worker_id FROM (
         SELECT * FROM due_pending UNION ALL SELECT * FROM due_expired
     ) c
     ORDER BY priority DESC, created_at
@@ -96,19 +96,26 @@ WITH due_pending AS (
     UPDATE background_jobs j
     SET status = 'processing',
         worker_id = %(worker_id)s,
-        attempt = j.attempt + 1,
+        -- a new attempt: the first run, a retry or a takeover; not a resume or a release
+        attempt = j.attempt + CASE WHEN j.attempt = 0 OR p.status = 'processing'
+                                        OR j.claim_reason IS NULL
+                                        OR j.claim_reason IN ('retry', 'takeover')
+                                   THEN 1 ELSE 0 END,
+        claim_reason = CASE WHEN p.status = 'processing' THEN 'takeover'
+                            ELSE j.claim_reason END,
         started_at = COALESCE(j.started_at, now()),
         heartbeat_at = now(),
         lease_expires_at = now() + make_interval(secs => %(lease)s),
         updated_at = now()
     FROM picked p
     WHERE j.id = p.id
-    RETURNING j.*, p.status AS from_status
+    RETURNING j.*, p.status AS from_status, p.worker_id AS previous_worker
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, stage, message, worker_id)
     SELECT id, from_status, 'processing', progress->>'stage',
            CASE WHEN from_status = 'processing'
-                THEN 'lease expired; taken over (attempt ' || attempt || ')'
+                THEN 'lease expired; taken over from ' || COALESCE(previous_worker, '?')
+                     || ' (attempt ' || attempt || ')'
                 ELSE 'claimed (attempt ' || attempt || ')' END,
            worker_id
     FROM claimed
@@ -185,14 +192,14 @@ RETURNING *;
 
 -- name: set_released
 UPDATE background_jobs
-SET status = 'pending', lease_expires_at = NULL, updated_at = now()
+SET status = 'pending', lease_expires_at = NULL, updated_at = now(), claim_reason = 'release'
 WHERE id = %(id)s
 RETURNING *;
 
 -- name: set_resumed
 UPDATE background_jobs
 SET status = 'pending', resumed_at = now(), resume_count = resume_count + 1,
-    pause_requested = false, run_at = now(), updated_at = now(),
+    pause_requested = false, run_at = now(), updated_at = now(), claim_reason = 'resume',
     last_checkpoint_path = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_path END,
     last_checkpoint_stage = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_stage END,
     checkpoint_hash = CASE WHEN %(restart)s THEN NULL ELSE checkpoint_hash END,
@@ -203,6 +210,7 @@ RETURNING *;
 -- name: set_retried
 UPDATE background_jobs
 SET status = 'pending', next_retry_at = NULL, completed_at = NULL, run_at = now(),
+    claim_reason = 'retry',
     retry_count = CASE WHEN %(reset_retries)s THEN 0 ELSE retry_count END,
     error_type = NULL, error_message = NULL, cancel_requested = false, pause_requested = false,
     updated_at = now(),
@@ -240,7 +248,8 @@ WITH expired AS (
     WHERE status = 'processing' AND lease_expires_at < now()
     FOR UPDATE SKIP LOCKED
 ), updated AS (
-    UPDATE background_jobs j SET status = 'pending', lease_expires_at = NULL, updated_at = now()
+    UPDATE background_jobs j SET status = 'pending', lease_expires_at = NULL, updated_at = now(),
+        claim_reason = 'takeover'
     FROM expired e WHERE j.id = e.id
     RETURNING j.id, j.progress->>'stage' AS stage, j.worker_id
 ), events AS (
@@ -261,7 +270,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), updated AS (
     UPDATE background_jobs j
-    SET status = 'pending', next_retry_at = NULL, run_at = now(), updated_at = now()
+    SET status = 'pending', next_retry_at = NULL, run_at = now(), updated_at = now(),
+        claim_reason = 'retry'
     FROM due WHERE j.id = due.id
     RETURNING j.id, j.progress->>'stage' AS stage, j.retry_count, j.max_retries
 ), events AS (

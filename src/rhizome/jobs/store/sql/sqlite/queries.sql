@@ -44,9 +44,9 @@ GROUP BY status, job_type;
 SELECT * FROM job_events WHERE job_id = :id ORDER BY id;
 
 -- name: claim_candidates
-SELECT id, status FROM (
+SELECT id, status, worker_id FROM (
     SELECT * FROM (
-        SELECT id, status, priority, created_at FROM background_jobs
+        SELECT id, status, priority, created_at, worker_id FROM background_jobs
         WHERE status = 'pending' AND run_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
           AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
           AND NOT EXISTS (SELECT 1 FROM queue_controls q
@@ -55,7 +55,7 @@ SELECT id, status FROM (
     )
     UNION ALL
     SELECT * FROM (
-        SELECT id, status, priority, created_at FROM background_jobs
+        SELECT id, status, priority, created_at, worker_id FROM background_jobs
         WHERE status = 'processing' AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
           AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
           AND NOT EXISTS (SELECT 1 FROM queue_controls q
@@ -69,7 +69,11 @@ ORDER BY priority DESC, created_at LIMIT :limit;
 UPDATE background_jobs
 SET status = 'processing',
     worker_id = :worker_id,
-    attempt = attempt + 1,
+    -- a new attempt: the first run, a retry or a takeover; not a resume or a release
+    attempt = attempt + CASE WHEN attempt = 0 OR status = 'processing' OR claim_reason IS NULL
+                                  OR claim_reason IN ('retry', 'takeover')
+                             THEN 1 ELSE 0 END,
+    claim_reason = CASE WHEN status = 'processing' THEN 'takeover' ELSE claim_reason END,
     started_at = COALESCE(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :lease || ' seconds'),
@@ -140,14 +144,15 @@ RETURNING *;
 
 -- name: set_released
 UPDATE background_jobs
-SET status = 'pending', lease_expires_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+SET status = 'pending', lease_expires_at = NULL, claim_reason = 'release',
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE id = :id
 RETURNING *;
 
 -- name: set_resumed
 UPDATE background_jobs
 SET status = 'pending', resumed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-    resume_count = resume_count + 1, pause_requested = 0,
+    resume_count = resume_count + 1, pause_requested = 0, claim_reason = 'resume',
     run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     last_checkpoint_path = CASE WHEN :restart THEN NULL ELSE last_checkpoint_path END,
     last_checkpoint_stage = CASE WHEN :restart THEN NULL ELSE last_checkpoint_stage END,
@@ -158,7 +163,7 @@ RETURNING *;
 
 -- name: set_retried
 UPDATE background_jobs
-SET status = 'pending', next_retry_at = NULL, completed_at = NULL,
+SET status = 'pending', next_retry_at = NULL, completed_at = NULL, claim_reason = 'retry',
     run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     retry_count = CASE WHEN :reset_retries THEN 0 ELSE retry_count END,
     error_type = NULL, error_message = NULL, cancel_requested = 0, pause_requested = 0,
@@ -194,13 +199,13 @@ DELETE FROM job_events WHERE job_id = :id;
 
 -- name: expire_leases
 UPDATE background_jobs
-SET status = 'pending', lease_expires_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+SET status = 'pending', lease_expires_at = NULL, claim_reason = 'takeover', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE status = 'processing' AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 RETURNING id, progress ->> 'stage' AS stage, worker_id;
 
 -- name: promote_retries
 UPDATE background_jobs
-SET status = 'pending', next_retry_at = NULL, run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+SET status = 'pending', next_retry_at = NULL, claim_reason = 'retry', run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE status = 'failed' AND next_retry_at IS NOT NULL
   AND next_retry_at <= COALESCE(:as_of, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
