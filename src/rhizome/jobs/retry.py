@@ -70,8 +70,21 @@ def classify(exc: BaseException) -> ErrorType:
     return ErrorType.PERMANENT
 
 
-def user_message(exc: BaseException, error_type: ErrorType) -> str:
-    """What the user reads: what happened, then what to do."""
+RETRIES_USED_UP = (
+    "The automatic retries are used up: check your connection or the service, then retry "
+    "the job (it continues from its last checkpoint)."
+)
+
+
+def user_message(
+    exc: BaseException, error_type: ErrorType, *, will_retry: bool | None = None
+) -> str:
+    """What the user reads: what happened, then what to do. ``will_retry`` False: a
+    temporary problem that will not be retried again (its retries are used up) says so,
+    instead of promising an automatic retry."""
+    if will_retry is False and error_type is ErrorType.TRANSIENT:
+        what = exc.message if isinstance(exc, RhizomeError) else f"{type(exc).__name__}: {exc}."
+        return f"{what.strip()} {RETRIES_USED_UP}"
     if isinstance(exc, RhizomeError):
         return f"{exc.message} {exc.hint}".strip()
     return f"{type(exc).__name__}: {exc}. {GUIDANCE[error_type]}"

@@ -259,7 +259,7 @@ def _fail(
         worker_id,
         error_type=error_type,
         last_error=technical,
-        error_message=user_message(exc, error_type),
+        error_message=user_message(exc, error_type, will_retry=delay is not None),
         retry_delay=delay,
     )
 
