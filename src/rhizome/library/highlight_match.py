@@ -20,20 +20,23 @@ scoring at least :data:`MATCHED` is ``matched``; one scoring at least
 :data:`REVIEW_FLOOR` is ``needs_review`` (its offsets are the suggested passage); below
 that the highlight is ``unmatched`` with the reason. Never a silent loss.
 
-Fuzzy matching is rapidfuzz's (MIT): ``fuzz.partial_ratio_alignment`` to place a needle
-in a window, ``process.extractOne`` to pick the best chunk.
+Fuzzy matching is rapidfuzz's (MIT): a shortlist of chunks that share the most (rarer)
+words with the highlight (an inverted index built once per document), the best of them by
+``fuzz.partial_ratio``, then ``fuzz.partial_ratio_alignment`` to place the passage in it
+and its neighbours, whose ends are finally moved to the token boundaries that fit best.
 """
 
 from __future__ import annotations
 
 import bisect
 import difflib
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel
 
 MATCHED = 0.85
@@ -42,6 +45,8 @@ REVIEW_FLOOR = 0.60
 """Below :data:`MATCHED` but at least this similar: a suggestion (``needs_review``)."""
 NORMALIZED_CONFIDENCE = 0.97
 MAX_OCCURRENCES = 200
+SHORTLIST = 12
+"""Chunks compared closely in a fuzzy pass (picked by shared words among all of them)."""
 CONTEXT_CHARS = 120
 """Characters of the old surroundings kept on each side for the context tier."""
 
@@ -261,6 +266,7 @@ class Matcher:
         self.blocks = sorted(blocks)
         self._block_starts = [b[0] for b in self.blocks]
         self._block_texts: list[str] | None = None
+        self._postings: dict[str, list[int]] | None = None
 
     @property
     def norm(self) -> NormalizedText:
@@ -363,10 +369,12 @@ class Matcher:
         )
 
     def neighbours(self, text: str, expected: int, radius: int | None = None) -> Match | None:
-        """A fuzzy alignment around ``expected``: the chunk there and its neighbours (or
-        ``radius`` characters either side)."""
+        """A fuzzy alignment around ``expected``: the chunk there and its neighbours (or,
+        with ``radius``, the best chunk within that many characters either side)."""
         if radius is not None:
-            return self._align(text, expected - radius, expected + radius, "neighbours")
+            first = max(0, bisect.bisect_right(self._block_starts, expected - radius) - 1)
+            last = bisect.bisect_right(self._block_starts, expected + radius)
+            return self._best_block(text, range(first, max(last, first + 1)), "neighbours")
         i = max(0, bisect.bisect_right(self._block_starts, expected) - 1)
         lo = self.blocks[max(0, i - 1)][0]
         hi = self.blocks[min(len(self.blocks) - 1, i + 1)][1]
@@ -374,20 +382,56 @@ class Matcher:
 
     def document(self, text: str) -> Match | None:
         """The best chunk of the whole document, then an alignment in it and around."""
+        return self._best_block(text, range(len(self.blocks)), "document")
+
+    def _best_block(self, text: str, indexes: range, method: str) -> Match | None:
         needle = normalize(text)
-        if not needle or not self.blocks:
+        if not needle or not self.blocks or not indexes:
             return None
-        if self._block_texts is None:
-            self._block_texts = [normalize(self.content[s:e]) for s, e in self.blocks]
-        best = process.extractOne(
-            needle, self._block_texts, scorer=fuzz.partial_ratio, processor=None
+        if self._block_texts is None:  # slices of the normalized document: no second pass
+            norm = self.norm
+            self._block_texts = [
+                norm.text[norm.to_normalized(s) : norm.to_normalized(e)] for s, e in self.blocks
+            ]
+        # a shortlist by shared words (an inverted index: fast), then the best partial
+        # alignment among those
+        shortlist = self._shortlist(needle, indexes)
+        texts = self._block_texts
+        best = max(
+            shortlist, key=lambda k: (fuzz.partial_ratio(needle, texts[k]), -k), default=None
         )
         if best is None:
             return None
-        i = int(best[2])
+        i = best
         lo = self.blocks[max(0, i - 1)][0] if len(needle) > 200 else self.blocks[i][0]
         hi = self.blocks[min(len(self.blocks) - 1, i + 1)][1]
-        return self._align(text, lo, hi, "document")
+        return self._align(text, lo, hi, method)
+
+    def _shortlist(self, needle: str, indexes: range) -> list[int]:
+        """The blocks among ``indexes`` that share the most (rarer) words with ``needle``."""
+        assert self._block_texts is not None
+        if self._postings is None:
+            postings: dict[str, list[int]] = {}
+            for k, block in enumerate(self._block_texts):
+                for word in set(_WORD.findall(block)):
+                    if word not in _STOP_WORDS:
+                        postings.setdefault(word, []).append(k)
+            self._postings = postings
+        total = len(self._block_texts)
+        scores: dict[int, float] = {}
+        for word in set(_WORD.findall(needle)):
+            found = self._postings.get(word)
+            if not found or word in _STOP_WORDS:
+                continue
+            weight = math.log((total + 1) / len(found))
+            lo = bisect.bisect_left(found, indexes.start)
+            hi = bisect.bisect_left(found, indexes.stop)
+            for k in found[lo:hi]:
+                scores[k] = scores.get(k, 0.0) + weight
+        if not scores:
+            return list(indexes)[: SHORTLIST * 4]
+        ranked = sorted(scores, key=lambda k: (-scores[k], k))
+        return ranked[:SHORTLIST]
 
     def _align(self, text: str, lo: int, hi: int, method: str) -> Match | None:
         lo, hi = max(0, lo), min(len(self.content), hi)
@@ -494,7 +538,7 @@ def _head_words(text: str, size: int) -> str:
 
 def _refine(content: str, text: str, start: int, end: int) -> tuple[int, int, float]:
     """Move an aligned passage's ends to token boundaries (a few tokens either way) where
-    it is most similar to ``text``."""
+    it is most similar to ``text`` (each end in turn, twice)."""
     lo = max(0, start - 120)
     hi = min(len(content), end + 160)
     tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(content, lo, hi)]
@@ -502,18 +546,27 @@ def _refine(content: str, text: str, start: int, end: int) -> tuple[int, int, fl
         return start, end, similarity(text, content[start:end])
     starts = [s for s, _ in tokens]
     ends = [e for _, e in tokens]
-    i0 = min(range(len(starts)), key=lambda i: abs(starts[i] - start))
-    j0 = min(range(len(ends)), key=lambda j: abs(ends[j] - end))
-    best = (start, end, -1.0)
-    for i in range(max(0, i0 - 4), min(len(starts), i0 + 5)):
-        for j in range(max(0, j0 - 6), min(len(ends), j0 + 7)):
-            s, e = starts[i], ends[j]
-            if e <= s:
-                continue
-            score = similarity(text, content[s:e])
-            if score > best[2]:
-                best = (s, e, score)
-    return best
+    i = min(range(len(starts)), key=lambda k: abs(starts[k] - start))
+    j = min(range(len(ends)), key=lambda k: abs(ends[k] - end))
+    scores: dict[tuple[int, int], float] = {}
+
+    def score(a: int, b: int) -> float:
+        if (a, b) not in scores:
+            s, e = starts[a], ends[b]
+            scores[(a, b)] = similarity(text, content[s:e]) if e > s else -1.0
+        return scores[(a, b)]
+
+    for _ in range(2):
+        j = max(
+            range(max(0, j - 6), min(len(ends), j + 7)), key=lambda b: (score(i, b), -abs(b - j))
+        )
+        i = max(
+            range(max(0, i - 4), min(len(starts), i + 5)), key=lambda a: (score(a, j), -abs(a - i))
+        )
+    best = score(i, j)
+    if best < 0:
+        return start, end, similarity(text, content[start:end])
+    return starts[i], ends[j], best
 
 
 # --- where an old offset went -------------------------------------------------------------------
