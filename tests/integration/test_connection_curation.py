@@ -49,11 +49,14 @@ Pair = tuple[str, str]
 def corpus(
     store: SqlJobStore, storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
-    """The small library, processed and detected."""
+    """The small library, processed, then detected once more with every document there
+    (detections during processing depend on which documents were ready yet)."""
     monkeypatch.setenv("RHIZOME_EMBEDDER", "hash")
     ids = {name: _add(store, storage, path) for name, path in LIBRARY.items()}
     make_worker(store, storage, burst=True).run()
     assert {Library(store).get_document(i, "local").status for i in ids.values()} == {"ready"}
+    data = {"mode": "all", "document_ids": list(ids.values())}
+    run_inline("reprocess_connections", data, store=store, storage=storage)
     yield ids
 
 
