@@ -823,7 +823,7 @@ def docs_show(
     lib = a.library()
     doc = lib.get_document(document_id, user)
     chunks = lib.list_chunks(doc.id, user)
-    conns = lib.list_connections(doc.id, user)
+    conns = [c for c in lib.list_connections(doc.id, user) if not c.rejected]
     a.close()
     if as_json:
         _emit(

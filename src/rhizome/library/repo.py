@@ -229,30 +229,17 @@ class Library:
         *,
         keep_validated: bool = True,
     ) -> int:
-        """Replace the document's connections (both directions). With ``keep_validated``
-        the user-validated ones stay. Returns how many rows were inserted."""
-        rows = [
-            {
-                "id": str(uuid.uuid4()),
-                "user_id": user_id,
-                "source_chunk_id": c["source_chunk_id"],
-                "target_chunk_id": c["target_chunk_id"],
-                "source_document_id": c["source_document_id"],
-                "target_document_id": c["target_document_id"],
-                "engine_scores": dict(c["scores"]),
-                "combined_score": float(c["combined"]),
-                "reason": c.get("reason"),
-            }
-            for c in connections
-        ]
-        with self.store.transaction(self.queries) as tx:
-            tx.run(
-                "delete_connections",
-                {"document_id": document_id, "user_id": user_id, "keep_validated": keep_validated},
-            )
-            for part in _parts(rows, 500):
-                tx.many("insert_connection", part)
-        return len(rows)
+        """Replace the document's connections (both directions) by ``connections`` (dicts
+        with the chunk and document ids, ``scores``, ``combined``, ``reason``), keeping the
+        user's decisions: validated and starred connections always stay, rejected ones
+        too with ``keep_validated`` (see :meth:`Curation.save_detection`). Returns how many
+        connections were given."""
+        from rhizome.library.connections import Curation
+
+        given = list(connections)
+        mode = "smart" if keep_validated else "all"
+        Curation(self.store).save_detection(document_id, user_id, given, mode=mode)
+        return len(given)
 
     def list_connections(self, document_id: str, user_id: str) -> list[Connection]:
         with self.store.session(self.queries) as s:
