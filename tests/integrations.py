@@ -64,6 +64,6 @@ def ready_document(
 def vault_for(store: SqlJobStore, root: Path, user: str = "local", **options: object) -> Path:
     """A vault folder under ``root``, set as the user's vault."""
     vault = root / f"vault-{user}"
-    vault.mkdir(parents=True, exist_ok=True)
+    (vault / ".obsidian").mkdir(parents=True, exist_ok=True)
     VaultRepo(store).save_settings(user, vault_path=str(vault), **options)  # type: ignore[arg-type]
     return vault

@@ -239,7 +239,7 @@ def bench_vault(url: str | None, n: int, repeats: int) -> dict[str, Any]:
             ids = [_ready(store, storage, i, embedder) for i in range(n)]
             setup = time.perf_counter() - t0
             vault = tmp / "vault"
-            vault.mkdir()
+            (vault / ".obsidian").mkdir(parents=True)
             VaultRepo(store).save_settings("local", vault_path=str(vault))
             export_s, export_out = _timed(
                 store, storage, "obsidian_export", request_obsidian_export(store, "local").id

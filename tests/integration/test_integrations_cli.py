@@ -55,7 +55,7 @@ def test_obsidian_commands(
 ) -> None:
     doc = ready_document(store, storage, "Sea notes", TEXT)
     vault = tmp_path / "vault"
-    vault.mkdir()
+    (vault / ".obsidian").mkdir(parents=True)
     cli("obsidian", "export", "--all", code=2)  # no vault yet
     cli("obsidian", "config", "--vault", "relative/dir", code=2)
     cli("obsidian", "config", "--vault", str(vault), "--subfolder", "../out", code=2)

@@ -75,7 +75,7 @@ def test_subfolder_defaults_and_nesting() -> None:
 
 def test_symlinks_leading_outside_are_refused(tmp_path: Path) -> None:
     vault, outside = tmp_path / "vault", tmp_path / "outside"
-    vault.mkdir()
+    (vault / ".obsidian").mkdir(parents=True)
     outside.mkdir()
     os.symlink(outside, vault / "Rhizome")
     with pytest.raises(InvalidInputError, match="outside"):
@@ -105,6 +105,12 @@ def test_missing_vault_says_where_to_run_the_job(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="does not exist on this machine") as info:
         Vault(VaultSettings("u", str(tmp_path / "nope"))).check()
     assert "--types obsidian_export,obsidian_sync" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("folder", ["/", "/etc", "/tmp"])
+def test_only_an_obsidian_vault_is_written_into(folder: str) -> None:
+    with pytest.raises(InvalidInputError, match="not an Obsidian vault"):
+        Vault(VaultSettings("u", folder)).check()
 
 
 def test_note_frontmatter_round_trip() -> None:

@@ -82,7 +82,7 @@ def test_readwise_review_export_and_a_sync_conflict(
 ) -> None:
     doc_id = _ready(server)
     vault = tmp_path / "vault"
-    vault.mkdir()
+    (vault / ".obsidian").mkdir(parents=True)
     page.goto("/integrations")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     expect(page.locator("#obsidian-sync")).to_be_disabled()

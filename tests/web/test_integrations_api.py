@@ -53,7 +53,7 @@ def test_vault_settings_export_sync_and_a_conflict(
 ) -> None:
     doc = ready_document(store, storage, "Sea notes", TEXT)
     vault = tmp_path / "vault"
-    vault.mkdir()
+    (vault / ".obsidian").mkdir(parents=True)
     assert _ok(client.get("/api/integrations/obsidian"))["settings"] is None
     error = _error(client.post("/api/integrations/obsidian/export", json={}))
     assert "No Obsidian vault" in error["message"]
@@ -62,6 +62,8 @@ def test_vault_settings_export_sync_and_a_conflict(
         {"vault_path": str(vault), "subfolder": "../escape"},
         {"vault_path": str(vault), "subfolder": "/etc"},
         {"vault_path": str(tmp_path / "missing")},
+        {"vault_path": str(tmp_path)},  # a folder, but not an Obsidian vault
+        {"vault_path": "/etc"},
         {"vault_path": str(vault) + "/../x"},
     ):
         _error(client.put("/api/integrations/obsidian/settings", json=body))

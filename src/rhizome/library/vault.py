@@ -217,13 +217,21 @@ class Vault:
         self._real_base: str | None = None
 
     def check(self, *, create: bool = True) -> None:
-        """The vault folder exists here; the sub-folder is inside it (created if missing)."""
+        """The vault folder exists here and is an Obsidian vault (a ``.obsidian`` folder:
+        so no other folder of the machine can be written into); the sub-folder is inside
+        it (created if missing)."""
         if not self.vault.is_dir():
             raise InvalidInputError(
                 f"The Obsidian vault folder {self.vault} does not exist on this machine.",
                 "Run the vault jobs on the machine that holds the vault (`rhizome worker "
                 "--types obsidian_export,obsidian_sync` there), or fix the path with "
                 "`rhizome obsidian config --vault PATH`.",
+            )
+        if not (self.vault / ".obsidian").is_dir():
+            raise InvalidInputError(
+                f"{self.vault} is not an Obsidian vault (it has no .obsidian folder).",
+                "Give the folder of an Obsidian vault (open a folder as a vault in Obsidian "
+                "once, and it gets its .obsidian folder).",
             )
         real_vault = os.path.realpath(self.vault)
         at = Path(real_vault)
