@@ -59,17 +59,19 @@ def humanize(name: str) -> str:
 
 
 def stage_label(registry: Registry, job_type: str | None, stage: str | None) -> str | None:
-    """The label of a stage of a job type (its registry entry's), or of a stage name over
-    every registered type; a stage nothing declares is humanized."""
+    """The label of a stage of a job type (its registry entry's), or (no type) of a stage
+    name over every registered type; a stage nothing declares is humanized."""
     if stage is None:
         return None
-    if job_type is not None and job_type in registry:
+    if job_type is None:
+        return stage_labels(registry).get(stage) or humanize(stage)
+    if job_type in registry:
         jt = registry.get(job_type)
         if not callable(jt.stages):
             for s in jt.stages:
                 if s.name == stage:
                     return s.label
-    return stage_labels(registry).get(stage) or humanize(stage)
+    return humanize(stage)  # a type this process does not know: no borrowed label
 
 
 def stage_labels(registry: Registry, job_types: list[str] | None = None) -> dict[str, str]:
