@@ -79,7 +79,9 @@ def test_transient_failure_gives_up_after_max_retries(
     assert failed.attempt == 3
     assert failed.retry_count == 2
     assert failed.error_type is ErrorType.TRANSIENT
-    assert "retries automatically" in (failed.error_message or "")
+    # the retries are used up: the message says so instead of promising another one
+    assert "retries are used up" in (failed.error_message or "")
+    assert "retries automatically" not in (failed.error_message or "")
 
 
 @pytest.mark.parametrize(

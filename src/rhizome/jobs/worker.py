@@ -24,6 +24,8 @@ from typing import Any
 
 from rhizome.errors import JobError, JobLostError, RhizomeError
 from rhizome.jobs.context import JobContext, JobInterrupted, delete_checkpoints
+from rhizome.jobs.joblog import KEEP_LINES, JobLogHandler
+from rhizome.jobs.metrics import WorkerMetrics
 from rhizome.jobs.model import ErrorType, Job
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy, classify, user_message
@@ -48,6 +50,8 @@ class WorkerConfig:
     progress_interval: float = 0.5
     claim_batch: int = 50
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    log_lines: int = KEEP_LINES
+    """Log lines kept per job (its handler's logging while it runs; the newest)."""
 
 
 def new_worker_id() -> str:
@@ -81,6 +85,8 @@ class Worker:
         self.completed = 0
         self.failed = 0
         self.log = logging.LoggerAdapter(log, {"worker_id": self.id})
+        self.job_logs = JobLogHandler(store, keep=self.config.log_lines)
+        self.metrics = WorkerMetrics()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -117,6 +123,7 @@ class Worker:
             cfg.concurrency,
             ",".join(types),
         )
+        self.job_logs.install()
         self._start_thread("heartbeat", self._heartbeat_loop)
         self._start_thread("completer", self._completer_loop)
         for i in range(cfg.concurrency):
@@ -145,6 +152,7 @@ class Worker:
                     self.log.error("claim failed: %s", exc)
                     self._stop.wait(min(cfg.poll_seconds, 5.0))
                     continue
+                self.metrics.claimed(claimed)
                 with self._running_lock:
                     self._busy += len(claimed)
                 for job in claimed:
@@ -202,6 +210,12 @@ class Worker:
         for thread in self._threads:
             if thread.name == "rhizome-completer":
                 thread.join(timeout=5)
+        self.job_logs.uninstall()
+        try:
+            self._store_metrics()
+            self.store.retire_metrics(self.id)
+        except RhizomeError as exc:
+            self.log.error("could not store metrics: %s", exc)
         try:
             self.store.unregister_worker(self.id)
         except RhizomeError as exc:
@@ -250,21 +264,29 @@ class Worker:
             self._running[job.id] = ctx
             if self._stop.is_set():
                 ctx.request_shutdown()
+        began = time.monotonic()
+        token = self.job_logs.enter(job, self.id, ctx.current_stage_name)
+        outcome = "lost"
         try:
             output = job_type.handler(ctx, data) or {}
             with self._running_lock:
                 self._pending_completions += 1
             self._done.put((job, output, ctx))
+            outcome = "completed"
         except JobInterrupted as stop:
             self._stop_job(job, ctx, stop, extra)
+            outcome = {"pause": "paused", "cancel": "cancelled"}.get(stop.action, "released")
         except JobLostError:
             self.log.warning("lost ownership of job; another worker continues it", extra=extra)
         except Exception as exc:
             if ctx.lost:
                 self.log.warning("job failed after losing ownership: %s", exc, extra=extra)
             else:
-                self._fail(job, exc, extra)
+                outcome = self._fail(job, exc, extra)
         finally:
+            took = time.monotonic() - began
+            self.job_logs.leave(token)
+            self.metrics.run(job.job_type, took, outcome)
             with self._running_lock:
                 self._running.pop(job.id, None)
 
@@ -280,7 +302,8 @@ class Worker:
         except RhizomeError as exc:
             self.log.error("could not %s job: %s", stop.action, exc, extra=extra)
 
-    def _fail(self, job: Job, exc: BaseException, extra: dict[str, Any]) -> None:
+    def _fail(self, job: Job, exc: BaseException, extra: dict[str, Any]) -> str:
+        """Record a failure; returns the run's outcome: failed, retry or lost."""
         error_type = classify(exc)
         policy = self.config.retry
         retry_delay: float | None = None
@@ -298,15 +321,17 @@ class Worker:
                 self.id,
                 error_type=error_type,
                 last_error=technical,
-                error_message=user_message(exc, error_type),
+                error_message=user_message(exc, error_type, will_retry=retry_delay is not None),
                 retry_delay=retry_delay,
             )
         except JobLostError:
             self.log.warning("job failed after losing ownership", extra=extra)
-            return
+            return "lost"
         except RhizomeError as store_exc:
             self.log.error("could not record failure: %s", store_exc, extra=extra)
-            return
+            return "failed"
+        if retry_delay is not None:
+            self.metrics.retry_scheduled(job.job_type)
         level = logging.WARNING if error_type is ErrorType.TRANSIENT else logging.ERROR
         self.log.log(
             level,
@@ -316,6 +341,7 @@ class Worker:
             exc,
             extra=extra,
         )
+        return "retry" if retry_delay is not None else "failed"
 
     # --- helper threads ---------------------------------------------------------------------
 
@@ -387,9 +413,19 @@ class Worker:
                     ctx.mark_lost()
                 else:
                     ctx.signal(control)
+            self._store_metrics()
             expired = self.store.expire_leases()
             if expired:
                 self.log.warning("reclaimed %d job(s) with expired leases", len(expired))
             self.store.promote_retries()
         except RhizomeError as exc:
             self.log.error("heartbeat failed: %s", exc)
+
+    def _store_metrics(self) -> None:
+        """Add this worker's metric increments to the database (see rhizome.jobs.metrics)."""
+        deltas = self.metrics.take()
+        try:
+            self.store.add_metrics(self.id, deltas)
+        except RhizomeError:
+            self.metrics.put_back(deltas)
+            raise
