@@ -18,8 +18,10 @@ from rhizome.library.highlight_match import (
     OffsetMap,
     normalize,
     similarity,
+    spans_of,
     surroundings,
 )
+from rhizome.library.highlights import spanned_chunks
 from rhizome.library.model import Document
 from rhizome.library.readwise import match_book, parse_export, skip_reason
 
@@ -192,3 +194,16 @@ def test_readwise_files_parse_and_short_or_image_highlights_are_skipped() -> Non
         b'{"results": [{"title": "T", "highlights": [{"id": 7, "text": "x"}]}]}'
     )
     assert fmt == "json" and books[0].highlights[0].external_id == "readwise:7"
+
+
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 30)), min_size=1, max_size=30))
+def test_spans_of_is_the_overlap_of_ordered_chunks(shape: list[tuple[int, int]]) -> None:
+    spans, at = [], 0
+    for n, (length, back) in enumerate(shape):  # overlapping chunks, in document order
+        start = max(0, at - min(back, length - 1)) if spans else at
+        start = max(start, spans[-1][1] + 1) if spans else start
+        spans.append((f"c{n}", start, max(start + length, spans[-1][2] + 1 if spans else 0)))
+        at = spans[-1][2]
+    for a in range(0, at + 2, 3):
+        for b in range(a + 1, at + 3, 5):
+            assert spans_of(spans, a, b) == spanned_chunks(spans, a, b)

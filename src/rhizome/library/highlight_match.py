@@ -35,6 +35,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel
@@ -45,6 +46,8 @@ REVIEW_FLOOR = 0.60
 """Below :data:`MATCHED` but at least this similar: a suggestion (``needs_review``)."""
 NORMALIZED_CONFIDENCE = 0.97
 MAX_OCCURRENCES = 200
+NEAR_WINDOW = 60_000
+"""Characters either side of the expected place searched first for an exact match."""
 SHORTLIST = 12
 """Chunks compared closely in a fuzzy pass (picked by shared words among all of them)."""
 CONTEXT_CHARS = 120
@@ -147,6 +150,7 @@ class NormalizedText:
         return self._n_starts[i]
 
 
+@lru_cache(maxsize=16384)
 def normalize(text: str) -> str:
     """The folded, lower-cased form of ``text`` (what the normalized tier compares)."""
     return NormalizedText(text).text.strip()
@@ -276,17 +280,21 @@ class Matcher:
 
     # --- tiers ---------------------------------------------------------------------------------
 
-    def _nearest(self, hay: str, needle: str, expected: int | None) -> int | None:
-        found: list[int] = []
-        at = hay.find(needle)
-        while at >= 0 and len(found) < MAX_OCCURRENCES:
-            found.append(at)
-            at = hay.find(needle, at + 1)
-        if not found:
-            return None
+    def _nearest(
+        self, hay: str, needle: str, expected: int | None, window: int = NEAR_WINDOW
+    ) -> int | None:
+        """The occurrence of ``needle`` nearest to ``expected`` (the first without one).
+        Looks around ``expected`` first: one found there is nearer than any outside."""
+        if expected is not None and len(hay) > 2 * window:
+            lo, hi = max(0, expected - window), expected + window + len(needle)
+            near = _occurrences(hay, needle, lo, hi)
+            if near:
+                return min(near, key=lambda p: abs(p - expected))
         if expected is None:
-            return found[0]
-        return min(found, key=lambda p: abs(p - expected))
+            at = hay.find(needle)
+            return at if at >= 0 else None
+        found = _occurrences(hay, needle, 0, len(hay))
+        return min(found, key=lambda p: abs(p - expected)) if found else None
 
     def exact(self, text: str, expected: int | None = None) -> Match | None:
         if not text:
@@ -507,6 +515,27 @@ class Matcher:
             else "not found in the document"
         )
         return Match(None, None, score, "none", "unmatched", reason)
+
+
+def _occurrences(hay: str, needle: str, lo: int, hi: int) -> list[int]:
+    found: list[int] = []
+    at = hay.find(needle, lo, hi)
+    while at >= 0 and len(found) < MAX_OCCURRENCES:
+        found.append(at)
+        at = hay.find(needle, at + 1, hi)
+    return found
+
+
+def spans_of(spans: Sequence[tuple[str, int, int]], start: int, end: int) -> list[str]:
+    """Ids of the chunks (``(id, start, end)`` in document order: starts and ends both
+    ascending) that overlap ``[start, end)``; a binary search, for long documents."""
+    starts = [s for _, s, _ in spans]
+    k = bisect.bisect_left(starts, end) - 1
+    out: list[str] = []
+    while k >= 0 and spans[k][2] > start:
+        out.append(spans[k][0])
+        k -= 1
+    return out[::-1]
 
 
 def _trim(content: str, start: int, end: int) -> tuple[int, int]:

@@ -36,8 +36,8 @@ from rapidfuzz import fuzz
 from rhizome.errors import InvalidInputError, PermanentError, TransientError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.queries import load_queries
-from rhizome.library.highlight_match import Match, Matcher, normalize
-from rhizome.library.highlights import MAX_TEXT, dumps, spanned_chunks
+from rhizome.library.highlight_match import Match, Matcher, normalize, spans_of
+from rhizome.library.highlights import MAX_TEXT, dumps
 from rhizome.library.model import Document
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -714,7 +714,7 @@ def _highlight_row(
     spans: Sequence[tuple[str, int, int]],
 ) -> dict[str, Any]:
     start, end = (match.start, match.end) if match.found else (None, None)
-    ids = spanned_chunks(spans, start, end) if start is not None and end is not None else []
+    ids = spans_of(spans, start, end) if start is not None and end is not None else []
     text, original = h.text, None
     reason = match.reason
     if match.status == "matched" and start is not None and end is not None:

@@ -44,8 +44,8 @@ from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.base import Tx
 from rhizome.jobs.store.queries import load_queries
 from rhizome.library.connections import ConnectionDetail, text_key
-from rhizome.library.highlight_match import Matcher, OffsetMap, surroundings
-from rhizome.library.highlights import Highlight, dumps, spanned_chunks
+from rhizome.library.highlight_match import Matcher, OffsetMap, spans_of, surroundings
+from rhizome.library.highlights import Highlight, dumps
 from rhizome.library.model import Chunk, Document, encode_vector
 from rhizome.library.portability import chunks_json
 from rhizome.library.repo import Library
@@ -267,7 +267,7 @@ def _highlight_update(
     }
     if found.status == "unmatched" or found.start is None:
         return row  # offsets untouched, the reason kept
-    ids = spanned_chunks(spans, found.start, found.end)
+    ids = spans_of(spans, found.start, found.end)
     row.update(start_offset=found.start, end_offset=found.end, chunk_ids=dumps(ids))
     row["chunk_id"] = ids[0] if ids else None
     passage = content[found.start : found.end]
