@@ -38,6 +38,7 @@ from rhizome.app import BUILTIN_MIGRATIONS  # noqa: E402
 from rhizome.handlers import load_builtin_handlers  # noqa: E402
 from rhizome.jobs.store import SqlJobStore, open_store  # noqa: E402
 from rhizome.jobs.testing import run_inline  # noqa: E402
+from rhizome.library.highlight_match import normalize  # noqa: E402
 from rhizome.library.ingest import add_bytes  # noqa: E402
 from rhizome.library.integrations import (  # noqa: E402
     request_obsidian_export,
@@ -144,6 +145,7 @@ def _highlights(content: str, n: int, seed: int = 7) -> tuple[str, dict[str, int
 
 
 def bench_readwise(url: str | None, n: int) -> dict[str, Any]:
+    normalize.cache_clear()  # each store's run starts cold
     with tempfile.TemporaryDirectory(prefix="rhizome-bench-") as tmp_name:
         tmp = Path(tmp_name)
         store = _open(url, tmp)

@@ -129,7 +129,7 @@ def obsidian_sync(ctx: JobContext, data: SyncInput) -> dict[str, Any]:
         notes = [st.last_result for st in vault.repo.job_results(user, ctx.job.id)]
         results = [r for r in notes if r] + list(applied.get("other") or [])
         summary = sync_summary(results, scanned["scan"])
-        open_conflicts = [st.to_dict() for st in vault.repo.notes(user) if st.status == "conflict"]
+        open_conflicts = [st.to_dict() for st in vault.repo.conflicts(user)]
         return {
             "notes": results[:MAX_LISTED],
             "counts": summary["counts"],

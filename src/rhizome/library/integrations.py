@@ -142,7 +142,7 @@ def obsidian_overview(store: SqlJobStore, user_id: str) -> dict[str, Any]:
         "vault_visible_here": visible,
         "counts": repo.counts(user_id),
         "notes": len(notes),
-        "conflicts": [st.to_dict() for st in notes if st.status == "conflict"],
+        "conflicts": [st.to_dict() for st in repo.conflicts(user_id)] if settings else [],
         "problems": [st.to_dict() for st in notes if st.status in ("vault_deleted", "error")],
     }
 

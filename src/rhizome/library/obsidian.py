@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -90,11 +90,9 @@ class Context:
     settings: VaultSettings
     vault: Vault
     repo: VaultRepo
-    names: dict[str, str | None] = field(default_factory=dict)
-    """``{lower-case note name: document id}`` of the names in use."""
-    note_of: dict[str, str] = field(default_factory=dict)
-    """``{document id: note name}`` of the documents that have a note."""
     progress: Callable[[str], None] | None = None
+    _names: dict[str, str | None] | None = None
+    _note_of: dict[str, str] | None = None
 
     @classmethod
     def open(cls, store: SqlJobStore, storage: Storage, user_id: str, job_id: str) -> Context:
@@ -102,13 +100,31 @@ class Context:
         settings = repo.require_settings(user_id)
         vault = Vault(settings)
         vault.check()
-        ctx = cls(store, storage, user_id, job_id, settings, vault, repo)
-        for st in repo.notes(user_id):
+        return cls(store, storage, user_id, job_id, settings, vault, repo)
+
+    def _load_names(self) -> None:
+        self._names, self._note_of = {}, {}
+        for st in self.repo.notes(self.user_id):
             name = name_of_note(st.note_path)
-            ctx.names[name.lower()] = st.document_id
+            self._names[name.lower()] = st.document_id
             if st.document_id is not None:
-                ctx.note_of[st.document_id] = name
-        return ctx
+                self._note_of[st.document_id] = name
+
+    @property
+    def names(self) -> dict[str, str | None]:
+        """``{lower-case note name: document id}`` of the names in use (read once)."""
+        if self._names is None:
+            self._load_names()
+        assert self._names is not None
+        return self._names
+
+    @property
+    def note_of(self) -> dict[str, str]:
+        """``{document id: note name}`` of the documents that have a note (read once)."""
+        if self._note_of is None:
+            self._load_names()
+        assert self._note_of is not None
+        return self._note_of
 
     def done_before(self, note_path: str, item: int) -> dict[str, Any] | None:
         """The recorded result when this job already did step ``item`` on this note."""
@@ -229,10 +245,13 @@ def export_document(
     except NotFoundError:
         return {"document_id": document_id, "status": "missing", "message": "deleted meanwhile"}
     state = ctx.repo.note_of_document(ctx.user_id, doc.id)
-    if state is not None:
-        done = ctx.done_before(state.note_path, item)
-        if done is not None:
-            return done
+    if (
+        state is not None
+        and state.last_job_id == ctx.job_id
+        and state.last_item == item
+        and state.last_result is not None
+    ):
+        return state.last_result  # this job did this step before a crash
     if doc.status != "ready":
         return {
             "document_id": doc.id,
@@ -240,7 +259,8 @@ def export_document(
             "status": "skipped",
             "message": f"the document is {doc.status}, not ready",
         }
-    finish_content(ctx.store, ctx.storage, doc.id, ctx.user_id)
+    if finish_content(ctx.store, ctx.storage, doc.id, ctx.user_id, doc=doc):
+        doc = library.get_document(doc.id, ctx.user_id)
     content = _content(ctx.storage, doc)
     try:
         name = name_of_note(state.note_path) if state is not None else _name_for(ctx, doc)

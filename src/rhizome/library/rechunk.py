@@ -461,12 +461,21 @@ def swap_content(
     return result
 
 
-def finish_content(store: SqlJobStore, storage: Storage, document_id: str, user_id: str) -> bool:
+def finish_content(
+    store: SqlJobStore,
+    storage: Storage,
+    document_id: str,
+    user_id: str,
+    *,
+    doc: Document | None = None,
+) -> bool:
     """Move a committed swap's staged markdown into ``content.md`` and rewrite
     ``chunks.json`` and ``manifest.json`` from the database; True when there was one.
-    Idempotent: safe to call at any time (a sync calls it for each changed note)."""
+    Idempotent: safe to call at any time (a sync calls it for each changed note).
+    ``doc``: the document's row, when the caller just read it."""
     library = Library(store)
-    doc = library.get_document(document_id, user_id)
+    if doc is None or doc.id != document_id:
+        doc = library.get_document(document_id, user_id)
     pending = doc.metadata.get(PENDING_KEY)
     staged = f"{doc.storage_folder}/{STAGED}"
     if not pending:

@@ -753,6 +753,12 @@ class VaultRepo:
             rows = s.all("vault_notes", {"user_id": user_id})
         return [NoteState.from_row(r) for r in rows]
 
+    def conflicts(self, user_id: str) -> list[NoteState]:
+        """The notes in conflict (at most 1,000)."""
+        with self.store.session(self.queries) as s:
+            rows = s.all("vault_conflicts", {"user_id": user_id})
+        return [NoteState.from_row(r) for r in rows]
+
     def note_of_document(self, user_id: str, document_id: str) -> NoteState | None:
         with self.store.session(self.queries) as s:
             row = s.one("vault_note_of_document", {"user_id": user_id, "document_id": document_id})

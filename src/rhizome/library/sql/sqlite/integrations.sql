@@ -23,10 +23,22 @@ n.*, d.title AS title, d.author AS author, d.status AS doc_status,
 d.content_changed_at AS content_changed_at, d.created_at AS doc_created_at
 
 -- name: vault_notes
-SELECT {{vault_note_columns}}
+-- Every note without its last result (a sync reads this for the whole vault).
+SELECT n.user_id, n.note_path, n.document_id, n.status, n.vault_hash, n.vault_mtime_ns,
+       n.vault_size, n.body_hash, n.library_sig, n.derived_sig, n.message, n.last_job_id,
+       n.last_item, n.synced_at, d.title AS title, d.author AS author,
+       d.status AS doc_status, d.content_changed_at AS content_changed_at,
+       d.created_at AS doc_created_at
 FROM obsidian_notes n LEFT JOIN documents d ON d.id = n.document_id AND d.user_id = n.user_id
 WHERE n.user_id = :user_id
 ORDER BY n.note_path;
+
+-- name: vault_conflicts
+SELECT {{vault_note_columns}}
+FROM obsidian_notes n LEFT JOIN documents d ON d.id = n.document_id AND d.user_id = n.user_id
+WHERE n.user_id = :user_id AND n.status = 'conflict'
+ORDER BY n.note_path
+LIMIT 1000;
 
 -- name: vault_note_of_document
 SELECT {{vault_note_columns}}
