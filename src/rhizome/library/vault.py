@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -269,17 +270,23 @@ class Vault:
 
     def resolve(self, rel: str) -> Path:
         """The absolute path of ``rel``; refused when it (or a folder on the way) is a
-        symlink that leads outside ``<vault>/<sub-folder>``."""
-        path = Path(self.real_base).joinpath(*self._rel(rel).parts)
-        probe = path
-        while not (probe.exists() or probe.is_symlink()):
-            if str(probe) == self.real_base:
-                break
-            probe = probe.parent
-        real = os.path.realpath(probe)
-        if not _inside(real, self.real_base):
-            raise UnsafePathError(f"{rel} leads outside the vault's sub-folder (to {real}).")
-        return path
+        symlink that leads outside ``<vault>/<sub-folder>``. Each component below the
+        sub-folder is looked at (``lstat``); only a symlink costs a full resolution."""
+        parts = self._rel(rel).parts
+        at = self.real_base
+        for part in parts:
+            at = os.path.join(at, part)
+            try:
+                mode = os.lstat(at).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break  # the rest does not exist yet: nothing to follow
+            if stat.S_ISLNK(mode):
+                real = os.path.realpath(at)
+                if not _inside(real, self.real_base):
+                    raise UnsafePathError(
+                        f"{rel} leads outside the vault's sub-folder (to {real})."
+                    )
+        return Path(self.real_base).joinpath(*parts)
 
     def ensure_folder(self, rel: str) -> Path:
         path = self.resolve(rel)
