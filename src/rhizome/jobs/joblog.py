@@ -44,6 +44,9 @@ class _Scope:
     worker_id: str
     attempt: int
     stage: Callable[[], str | None]
+    owner: int
+    """The handler (``id()``) whose worker runs the job: several workers in one process
+    each store only their own jobs' lines, in their own store."""
 
 
 _current: ContextVar[_Scope | None] = ContextVar("rhizome_job_log_scope", default=None)
@@ -79,7 +82,7 @@ class JobLogHandler(logging.Handler):
 
     def enter(self, job: Job, worker_id: str, stage: Callable[[], str | None]) -> Token[Any]:
         """Mark the calling thread (context) as running ``job`` until :meth:`leave`."""
-        return _current.set(_Scope(job.id, worker_id, job.attempt, stage))
+        return _current.set(_Scope(job.id, worker_id, job.attempt, stage, id(self)))
 
     def leave(self, token: Token[Any]) -> None:
         _current.reset(token)
@@ -88,7 +91,7 @@ class JobLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         scope = _current.get()
-        if scope is None or getattr(record, "_rhizome_job_log", False):
+        if scope is None or scope.owner != id(self) or getattr(record, "_rhizome_job_log", False):
             return
         record.__dict__["_rhizome_job_log"] = True  # reached through two loggers: store once
         try:

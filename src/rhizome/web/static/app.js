@@ -586,7 +586,9 @@
     var hiddenBox = $("#show-hidden");
     if (hiddenBox) hiddenBox.addEventListener("change", function () {
       document.cookie = "rhizome_hidden=" + (hiddenBox.checked ? "1" : "0") + "; path=/; SameSite=Strict; max-age=31536000";
-      window.location.reload();
+      var here = new URL(window.location.href);  // a shared link's ?hidden= wins over the cookie
+      if (here.searchParams.has("hidden")) here.searchParams.set("hidden", hiddenBox.checked ? "1" : "0");
+      window.location.href = here.toString();
     });
 
     page.job = function (j) {
