@@ -141,7 +141,7 @@ def machine_info(admin_url: str) -> dict[str, Any]:
     versions: dict[str, str] = {}
     from importlib import metadata
 
-    for dist in ("procrastinate", "rhizome-jobs", "psycopg", "psycopg-pool"):
+    for dist in ("procrastinate", "pgqueuer", "asyncpg", "rhizome-jobs", "psycopg", "psycopg-pool"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     return {
@@ -239,10 +239,15 @@ class RhizomePostgres(System):
         }
 
     def worker(self, concurrency: int, burst: bool) -> tuple[list[str], dict[str, str]]:
-        argv = [str(BIN / "rhizome"), "worker", "--concurrency", str(concurrency)]
+        """``concurrency`` 0: rhizome's defaults (no option, no variable)."""
+        argv = [str(BIN / "rhizome"), "worker"]
+        env = self.env()
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+            env["RHIZOME_CONCURRENCY"] = str(concurrency)
         if burst:
             argv.append("--burst")
-        return argv, {**self.env(), "RHIZOME_CONCURRENCY": str(concurrency)}
+        return argv, env
 
     def workers_registered(self) -> int:
         row = self.conn.execute("SELECT count(*) FROM workers WHERE stopped_at IS NULL").fetchone()
@@ -449,6 +454,107 @@ class Procrastinate(System):
         }
 
 
+class PgQueuerSystem(System):
+    """pgqueuer 1.x with every default: ``pgqueuer.run(factory)`` over one asyncpg
+    connection (batch size 10, no concurrency cap), async no-op entrypoint."""
+
+    name = "pgqueuer"
+    key = "pgqueuer"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def setup(self) -> None:
+        import asyncio
+
+        import asyncpg
+        from pgqueuer.db import AsyncpgDriver
+        from pgqueuer.queries import Queries
+
+        self.loop = asyncio.new_event_loop()
+        self.aconn = self.loop.run_until_complete(asyncpg.connect(self.url))
+        self.queries = Queries(AsyncpgDriver(self.aconn))
+        self.loop.run_until_complete(self.queries.install())
+        self.conn = psycopg.connect(self.url, autocommit=True)
+        own = self.loop.run_until_complete(self.aconn.fetchval("SELECT pg_backend_pid()"))
+        self.own_pids = [own, self.conn.info.backend_pid]
+
+    def reset(self) -> None:
+        self.conn.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics RESTART IDENTITY")
+
+    def before_drain(self) -> None:
+        if OPTS["vacuum"]:
+            self.conn.execute("VACUUM ANALYZE pgqueuer")
+            self.conn.execute("VACUUM ANALYZE pgqueuer_log")
+        self.conn.execute("CHECKPOINT")
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.aconn.close())
+        self.loop.close()
+        self.conn.close()
+
+    def enqueue_batch(self, n: int) -> list[Any]:
+        ids = self.loop.run_until_complete(self.queries.enqueue(["noop"] * n, [None] * n, [0] * n))
+        return [int(i) for i in ids]
+
+    def enqueue_one(self) -> Any:
+        [job_id] = self.loop.run_until_complete(self.queries.enqueue("noop", None))
+        return int(job_id)
+
+    def worker(self, concurrency: int, burst: bool) -> tuple[list[str], dict[str, str]]:
+        argv = [sys.executable, str(HERE / "pgq_worker.py")]
+        if burst:
+            argv.append("--drain")
+        return argv, {"PGQ_DSN": self.url}
+
+    def workers_registered(self) -> int:
+        """pgqueuer has no worker table: count the other sessions on this database."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> ALL(%s)",
+            (self.own_pids,),
+        ).fetchone()
+        return int(row[0])  # type: ignore[index]
+
+    def drain_stats(self) -> dict[str, Any]:
+        row = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'successful'),"
+            " (SELECT count(*) FROM pgqueuer_log WHERE status = 'queued'),"
+            " extract(epoch FROM min(created) FILTER (WHERE status = 'picked'))::float8,"
+            " extract(epoch FROM max(created) FILTER (WHERE status = 'successful'))::float8"
+            " FROM pgqueuer_log"
+        ).fetchone()
+        assert row is not None
+        return {"completed": row[0], "total": row[1], "first_start": row[2], "last_done": row[3]}
+
+    def done_count(self, ids: list[Any]) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM pgqueuer_log WHERE job_id = ANY(%s::bigint[])"
+            " AND status = 'successful'",
+            (ids,),
+        ).fetchone()
+        return int(row[0])  # type: ignore[index]
+
+    def latencies_ms(self, ids: list[Any]) -> list[float]:
+        rows = self.conn.execute(
+            "SELECT extract(epoch FROM p.created - q.created)::float8 * 1000"
+            " FROM pgqueuer_log q JOIN pgqueuer_log p"
+            "   ON p.job_id = q.job_id AND p.status = 'picked'"
+            " WHERE q.status = 'queued' AND q.job_id = ANY(%s::bigint[])",
+            (ids,),
+        ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def notes(self) -> dict[str, Any]:
+        return {
+            "worker": 'asyncio.run(pgqueuer.run("pgq_app:create")), defaults: batch_size 10,'
+            " max_concurrent_tasks None, durability durable; burst = mode=drain",
+            "task": "async def noop(job) -> None",
+            "enqueue": "Queries.enqueue with list arguments",
+            "latency": "pgqueuer_log 'picked' minus 'queued' (both now() of their transaction)",
+        }
+
+
 # --------------------------------------------------------------------------------------
 # the measurements
 
@@ -620,82 +726,171 @@ def measure_latency(
     return result
 
 
-def run_system(system: System, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
-    log(f"== {system.name}")
-    system.setup()
-    res: dict[str, Any] = {"name": system.name, "notes": system.notes()}
-    try:
-        bulk = [measure_enqueue_bulk(system, args.jobs, args.batch) for _ in range(args.repeat)]
-        res["enqueue_bulk_jobs_per_s"] = round(max(bulk), 1)
-        res["enqueue_bulk_samples"] = [round(b, 1) for b in bulk]
-        log(
-            f"  enqueue bulk ({args.jobs} in batches of {args.batch}):"
-            f" {res['enqueue_bulk_samples']} jobs/s"
-        )
-        single = measure_enqueue_single(system, args.single)
-        res["enqueue_single_jobs_per_s"] = round(single, 1)
-        log(f"  enqueue single ({args.single} calls): {single:.0f} jobs/s")
+def drain_configs(system: System, args: argparse.Namespace) -> list[int]:
+    """The concurrencies to drain with; the first is the headline. 0 = the system's
+    default (rhizome: no --concurrency; pgqueuer: always its defaults)."""
+    if system.key == "pgqueuer":
+        return [0]
+    conc = args.pq_concurrency if system.key == "procrastinate" else args.concurrency
+    sweep = args.pq_sweep if system.key == "procrastinate" else args.sweep
+    return [conc, *[c for c in sweep if c != conc]]
 
-        conc = args.pq_concurrency if system.key == "procrastinate" else args.concurrency
-        sweep = args.pq_sweep if system.key == "procrastinate" else args.sweep
-        drains: list[dict[str, Any]] = []
-        for procs in (1, 2):
-            for c in [conc, *[s for s in sweep if s != conc]]:
-                d = measure_drain(system, args.jobs, args.batch, procs, c, logdir, args.timeout)
-                drains.append(d)
-                log(
-                    f"  drain {procs} proc x {c}: {d.get('jobs_per_s')} jobs/s"
-                    f" (steady {d.get('steady_jobs_per_s')}, start-up {d.get('startup_s')} s,"
-                    f" exit {d.get('exit_s')} s)"
-                )
-        res["drains"] = drains
-        for procs in (1, 2):
-            main = next(d for d in drains if d["procs"] == procs and d["concurrency"] == conc)
-            res[f"drain_{procs}p_jobs_per_s"] = main.get("jobs_per_s")
-            best = max(
-                (d for d in drains if d["procs"] == procs and "error" not in d),
-                key=lambda d: d.get("jobs_per_s") or 0,
-                default=main,
-            )
+
+def run_enqueue(system: System, args: argparse.Namespace, res: dict[str, Any]) -> None:
+    bulk = [measure_enqueue_bulk(system, args.jobs, args.batch) for _ in range(args.repeat)]
+    res["enqueue_bulk_jobs_per_s"] = round(max(bulk), 1)
+    res["enqueue_bulk_samples"] = [round(b, 1) for b in bulk]
+    log(
+        f"  {system.key} enqueue bulk ({args.jobs} in batches of {args.batch}):"
+        f" {res['enqueue_bulk_samples']} jobs/s"
+    )
+    single = measure_enqueue_single(system, args.single)
+    res["enqueue_single_jobs_per_s"] = round(single, 1)
+    log(f"  {system.key} enqueue single ({args.single} calls): {single:.0f} jobs/s")
+
+
+def run_latency(
+    system: System, args: argparse.Namespace, res: dict[str, Any], logdir: Path
+) -> None:
+    conc = args.latency_concurrency
+    if not conc and system.key == "procrastinate":
+        conc = args.pq_concurrency
+    lat = measure_latency(
+        system,
+        args.latency_jobs,
+        args.latency_gap_ms,
+        conc,
+        args.warmup,
+        logdir,
+    )
+    res["latency"] = lat
+    log(
+        f"  {system.key} latency ({lat['started']}/{lat['jobs']} jobs every {lat['gap_ms']} ms):"
+        f" p50 {lat['p50_ms']} p95 {lat['p95_ms']} p99 {lat['p99_ms']} ms"
+    )
+
+
+def summarize_drains(system: System, args: argparse.Namespace, res: dict[str, Any]) -> None:
+    """Per (procs, concurrency): the samples of all rounds, their median, min and max;
+    ``drain_{1,2}p_jobs_per_s`` is the median of the headline configuration."""
+    drains = res.get("drains", [])
+    configs = drain_configs(system, args)
+    summary: list[dict[str, Any]] = []
+    for procs in (1, 2):
+        for c in configs:
+            ok = [
+                d["jobs_per_s"]
+                for d in drains
+                if d["procs"] == procs
+                and d["concurrency"] == c
+                and "error" not in d
+                and d.get("jobs_per_s")
+            ]
+            if not ok:
+                continue
+            ok.sort()
+            row = {
+                "procs": procs,
+                "concurrency": c,
+                "samples": ok,
+                "median": ok[len(ok) // 2]
+                if len(ok) % 2
+                else (ok[len(ok) // 2 - 1] + ok[len(ok) // 2]) / 2,
+                "min": ok[0],
+                "max": ok[-1],
+            }
+            summary.append(row)
+            if c == configs[0]:
+                res[f"drain_{procs}p_jobs_per_s"] = row["median"]
+                res[f"drain_{procs}p_range"] = [row["min"], row["max"]]
+        best = max(
+            (r for r in summary if r["procs"] == procs), key=lambda r: r["median"], default=None
+        )
+        if best:
             res[f"drain_{procs}p_best"] = {
                 "concurrency": best["concurrency"],
-                "jobs_per_s": best.get("jobs_per_s"),
+                "jobs_per_s": best["median"],
             }
+    res["drain_summary"] = summary
 
-        lat = measure_latency(
-            system,
-            args.latency_jobs,
-            args.latency_gap_ms,
-            args.latency_concurrency,
-            args.warmup,
-            logdir,
-        )
-        res["latency"] = lat
-        log(
-            f"  latency ({lat['started']}/{lat['jobs']} jobs every {lat['gap_ms']} ms):"
-            f" p50 {lat['p50_ms']} p95 {lat['p95_ms']} p99 {lat['p99_ms']} ms"
-        )
+
+def run_all(
+    systems: list[System], args: argparse.Namespace, logdir: Path
+) -> dict[str, dict[str, Any]]:
+    """Every phase for every system; drains are interleaved (round by round, system by
+    system), so that a change in the machine's load hits all systems alike."""
+    results: dict[str, dict[str, Any]] = {}
+    for system in systems:
+        system.setup()
+        results[system.key] = {"name": system.name, "notes": system.notes(), "drains": []}
+    try:
+        if "enqueue" in args.phases:
+            for system in systems:
+                run_enqueue(system, args, results[system.key])
+        if "drain" in args.phases:
+            for rnd in range(args.rounds):
+                for procs in (1, 2):
+                    for system in systems:
+                        for c in drain_configs(system, args):
+                            d = measure_drain(
+                                system, args.jobs, args.batch, procs, c, logdir, args.timeout
+                            )
+                            d["round"] = rnd + 1
+                            results[system.key]["drains"].append(d)
+                            log(
+                                f"  [{rnd + 1}] {system.key} drain {procs} proc x"
+                                f" {c or 'default'}: {d.get('jobs_per_s')} jobs/s"
+                                f" (steady {d.get('steady_jobs_per_s')},"
+                                f" start-up {d.get('startup_s')} s, exit {d.get('exit_s')} s,"
+                                f" cpu {d.get('cpu_busy_pct')} %)"
+                            )
+            for system in systems:
+                summarize_drains(system, args, results[system.key])
+        if "latency" in args.phases:
+            for system in systems:
+                run_latency(system, args, results[system.key], logdir)
     finally:
-        system.teardown()
-    return res
+        for system in systems:
+            with contextlib.suppress(Exception):
+                system.teardown()
+    return results
 
 
-def targets(results: dict[str, Any]) -> dict[str, Any]:
-    """rhizome-PG drain >= 2x Procrastinate's (same concurrency, and best vs best);
-    rhizome-PG p50 enqueue->start latency < 20 ms."""
+def _headline(res: dict[str, Any], procs: int, rnd: int, conc: int) -> float | None:
+    for d in res.get("drains", []):
+        if d["procs"] == procs and d.get("round") == rnd and d["concurrency"] == conc:
+            return d.get("jobs_per_s") if "error" not in d else None
+    return None
+
+
+def targets(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """rhizome-PG drain with its defaults >= 1.0x pgqueuer with its defaults (1 and 2
+    worker processes; medians, and each round's ratio); rhizome-PG drain >= 2x
+    Procrastinate's; rhizome-PG p50 enqueue->start latency < 20 ms."""
     pg = results.get("rhizome-pg")
-    pq = results.get("procrastinate")
     out: dict[str, Any] = {}
-    if pg and pq:
+    for other, goal in (("pgqueuer", 1.0), ("procrastinate", 2.0)):
+        them = results.get(other)
+        if not (pg and them):
+            continue
         for procs in (1, 2):
-            a, b = pg.get(f"drain_{procs}p_jobs_per_s"), pq.get(f"drain_{procs}p_jobs_per_s")
+            a, b = pg.get(f"drain_{procs}p_jobs_per_s"), them.get(f"drain_{procs}p_jobs_per_s")
             if a and b:
-                out[f"drain_{procs}p_ratio"] = round(a / b, 2)
-                out[f"drain_{procs}p_met"] = a / b >= 2
+                out[f"vs_{other}_{procs}p_ratio"] = round(a / b, 2)
+                out[f"vs_{other}_{procs}p_met"] = a / b >= goal
+            per_round = []
+            pq_conc = 0 if other == "pgqueuer" else args.pq_concurrency
+            for rnd in range(1, args.rounds + 1):
+                x = _headline(pg, procs, rnd, args.concurrency)
+                y = _headline(them, procs, rnd, pq_conc)
+                if x and y:
+                    per_round.append(round(x / y, 2))
+            if per_round:
+                out[f"vs_{other}_{procs}p_ratio_per_round"] = per_round
             a = pg.get(f"drain_{procs}p_best", {}).get("jobs_per_s")
-            b = pq.get(f"drain_{procs}p_best", {}).get("jobs_per_s")
+            b = them.get(f"drain_{procs}p_best", {}).get("jobs_per_s")
             if a and b:
-                out[f"drain_{procs}p_best_vs_best_ratio"] = round(a / b, 2)
+                out[f"vs_{other}_{procs}p_best_vs_best_ratio"] = round(a / b, 2)
     if pg and "latency" in pg:
         p50 = pg["latency"]["p50_ms"]
         out["latency_p50_ms"] = p50
@@ -706,18 +901,34 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
-    ap.add_argument("--systems", default="rhizome-pg,rhizome-sqlite,procrastinate")
+    ap.add_argument("--systems", default="rhizome-pg,rhizome-sqlite,pgqueuer,procrastinate")
+    ap.add_argument(
+        "--phases", default="enqueue,drain,latency", help="any of enqueue,drain,latency"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="drain rounds (interleaved across systems)"
+    )
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=5000, help="bulk enqueue batch size (CLI: 5000)")
     ap.add_argument("--single", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=2, help="bulk enqueue samples (best is kept)")
-    ap.add_argument("--concurrency", type=int, default=10, help="rhizome threads per process")
-    ap.add_argument("--sweep", default="4,16,32", help="other rhizome concurrencies to try")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="rhizome concurrency per process for the headline (0: its default)",
+    )
+    ap.add_argument("--sweep", default="10,32", help="other rhizome concurrencies to try")
     ap.add_argument("--pq-concurrency", type=int, default=10, help="Procrastinate concurrency")
     ap.add_argument("--pq-sweep", default="1,20", help="other Procrastinate concurrencies to try")
     ap.add_argument("--latency-jobs", type=int, default=400)
     ap.add_argument("--latency-gap-ms", type=float, default=15)
-    ap.add_argument("--latency-concurrency", type=int, default=4)
+    ap.add_argument(
+        "--latency-concurrency",
+        type=int,
+        default=0,
+        help="0: rhizome's default, Procrastinate's --pq-concurrency",
+    )
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=240, help="per drain, seconds")
     ap.add_argument("--out", default=None, help="JSON file (default results-<date>.json here)")
@@ -746,6 +957,7 @@ def main() -> None:
         sys.path.insert(0, src)
         os.environ["PYTHONPATH"] = src + os.pathsep + os.environ.get("PYTHONPATH", "")
     args.sweep = [int(s) for s in args.sweep.split(",") if s.strip()]
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     args.pq_sweep = [int(s) for s in args.pq_sweep.split(",") if s.strip()]
     QUIET.update(pct=args.quiet_pct, wait=args.quiet_wait)
     OPTS["vacuum"] = not args.no_vacuum
@@ -754,16 +966,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     tag = secrets.token_hex(4)
     base = args.admin_url.rsplit("/", 1)[0]
-    dbs = {"rhizome-pg": f"rhizome_bench_{tag}", "procrastinate": f"procrastinate_bench_{tag}"}
+    dbs = {
+        key: f"{key.replace('-', '_')}_bench_{tag}"
+        for key in ("rhizome-pg", "pgqueuer", "procrastinate")
+    }
     tmp = Path(tempfile.mkdtemp(prefix="rhizome-bench-"))
     logdir = tmp / "logs"
     logdir.mkdir()
     t_start = time.time()
     info = machine_info(args.admin_url)
     import rhizome
+    from rhizome.config import Settings
+    from rhizome.jobs.worker import WorkerConfig
 
+    defaults = WorkerConfig()
     info["rhizome_code"] = {
         "path": str(Path(rhizome.__file__).parent),
+        "default_concurrency": Settings.model_fields["concurrency"].default,
+        "default_prefetch": getattr(defaults, "prefetch", None),
         "rev": args.rhizome_rev or ("working tree" if not args.rhizome_src else None),
     }
     log(
@@ -774,18 +994,21 @@ def main() -> None:
     results: dict[str, Any] = {}
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     try:
-        for db in dbs.values():
-            admin.execute(f"CREATE DATABASE {db}")
+        systems: list[System] = []
         for key in wanted:
+            if key in dbs:
+                admin.execute(f"CREATE DATABASE {dbs[key]}")
             if key == "rhizome-pg":
-                system: System = RhizomePostgres(f"{base}/{dbs[key]}", tmp)
+                systems.append(RhizomePostgres(f"{base}/{dbs[key]}", tmp))
             elif key == "rhizome-sqlite":
-                system = RhizomeSqlite(tmp)
+                systems.append(RhizomeSqlite(tmp))
+            elif key == "pgqueuer":
+                systems.append(PgQueuerSystem(f"{base}/{dbs[key]}"))
             elif key == "procrastinate":
-                system = Procrastinate(f"{base}/{dbs[key]}")
+                systems.append(Procrastinate(f"{base}/{dbs[key]}"))
             else:
                 raise SystemExit(f"unknown system {key}")
-            results[key] = run_system(system, args, logdir)
+        results = run_all(systems, args, logdir)
     finally:
         for db in dbs.values():
             with contextlib.suppress(psycopg.Error):
@@ -814,7 +1037,7 @@ def main() -> None:
         "machine": info,
         "parameters": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "results": results,
-        "targets": targets(results),
+        "targets": targets(results, args),
         "duration_s": round(time.time() - t_start, 1),
     }
     out = (
@@ -828,6 +1051,13 @@ def main() -> None:
 
 
 def print_table(report: dict[str, Any]) -> None:
+    def rate(res: dict[str, Any], procs: int) -> str:
+        med = res.get(f"drain_{procs}p_jobs_per_s")
+        if not med:
+            return ""
+        lo, hi = res.get(f"drain_{procs}p_range", [med, med])
+        return f"{med:,.0f} ({lo:,.0f}-{hi:,.0f})"
+
     head = (
         "| system | enqueue bulk jobs/s | enqueue single jobs/s | drain 1 proc jobs/s "
         "| drain 2 procs jobs/s | latency p50 / p95 / p99 ms |"
@@ -839,10 +1069,17 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"| {res['name']} | {res.get('enqueue_bulk_jobs_per_s', 0):,.0f} "
             f"| {res.get('enqueue_single_jobs_per_s', 0):,.0f} "
-            f"| {res.get('drain_1p_jobs_per_s') or 0:,.0f} "
-            f"| {res.get('drain_2p_jobs_per_s') or 0:,.0f} "
+            f"| {rate(res, 1)} | {rate(res, 2)} "
             f"| {lat.get('p50_ms')} / {lat.get('p95_ms')} / {lat.get('p99_ms')} |"
         )
+    print("\ndrains (median of the rounds, min-max; concurrency 0 = the system's default):")
+    for res in report["results"].values():
+        for row in res.get("drain_summary", []):
+            print(
+                f"  {res['name']:<22} {row['procs']} proc c={row['concurrency'] or 'default':<8}"
+                f" {row['median']:>8,.0f}  ({row['min']:,.0f}-{row['max']:,.0f})"
+                f"  samples {row['samples']}"
+            )
     print("\ntargets:", json.dumps(report["targets"], indent=2))
 
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Queue benchmark: rhizome (PostgreSQL), rhizome (SQLite) and Procrastinate, in one run.
+# Queue benchmark: rhizome (PostgreSQL), rhizome (SQLite), pgqueuer and Procrastinate, in one run.
 #
 #   bench/queue/run.sh                 # benchmark the working tree (editable install)
 #   bench/queue/run.sh --rev HEAD      # benchmark a git revision (git archive of its src/)
 #   bench/queue/run.sh --systems rhizome-pg --jobs 20000 ...   # options of bench.py
 #
 # Needs PostgreSQL at 127.0.0.1:5432 (user postgres, admin database `test`; override with
-# --admin-url). Creates and drops its own databases. Procrastinate lives only in
-# bench/.venv (git-ignored), together with an editable install of this project.
+# --admin-url). Creates and drops its own databases. pgqueuer and Procrastinate
+# (bench/queue/requirements.txt) live only in bench/.venv (git-ignored), together with an
+# editable install of this project.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,9 +23,10 @@ if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
     quiet_pip install -q -U pip
 fi
-if ! "$PY" -c "import procrastinate, psycopg" 2>/dev/null; then
-    echo "installing procrastinate into $VENV"
-    quiet_pip install -q "procrastinate>=3,<4" "psycopg[binary]"
+REQS="$ROOT/bench/queue/requirements.txt"
+if ! "$PY" -c "import procrastinate, pgqueuer, asyncpg, psycopg" 2>/dev/null; then
+    echo "installing the other queues ($REQS) into $VENV"
+    quiet_pip install -q -r "$REQS"
 fi
 # (Re)install the project when its dependencies changed.
 STAMP="$VENV/.rhizome-pyproject.sha256"

@@ -1,9 +1,22 @@
 """The worker: claim loop, a pool of job threads, heartbeats/leases, reaper, shutdown.
 
 One process runs one :class:`Worker` with ``concurrency`` job threads. Three helper
-threads: *heartbeat* (extends the lease of all running jobs in one statement, reads back
-pause/cancel requests, reaps expired leases and due retries), *completer* (writes buffered
-completions in one statement), and the claim loop itself (the caller's thread).
+threads: *heartbeat* (extends the lease of every job the worker holds in one statement,
+reads back pause/cancel requests, reaps expired leases and due retries), *completer*
+(writes buffered completions in one statement), and the claim loop itself (the caller's
+thread).
+
+**Prefetch.** A claim is a round trip to the database, so claiming only for the slots
+that are free caps a worker at about ``concurrency`` ÷ round trip jobs per second when
+jobs are short. While jobs are short (they ran for less than ``prefetch_below_seconds`` on
+average, and slots keep freeing up), the claim loop claims up to ``prefetch`` jobs more
+than it has slots (no more than the slots start within ``prefetch_below_seconds``) and
+holds them, claimed, until a slot frees. A held job is a claimed job in every respect:
+the heartbeat renews its lease and reads back its pause/cancel requests (honoured before
+it starts), a job missing from the heartbeat's answer is dropped, a paused queue hands
+held jobs back, and on shutdown they are released at once. When jobs turn long (no slot
+freed for ``prefetch_below_seconds`` while jobs are held), held jobs are handed back so
+that other workers can run them, and prefetch stops until jobs are short again.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from rhizome.errors import JobError, JobLostError, RhizomeError
 from rhizome.jobs.context import JobContext, JobInterrupted, delete_checkpoints
 from rhizome.jobs.joblog import KEEP_LINES, JobLogHandler
 from rhizome.jobs.metrics import WorkerMetrics
-from rhizome.jobs.model import ErrorType, Job
+from rhizome.jobs.model import Control, ErrorType, Job
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retry import RetryPolicy, classify, user_message
 from rhizome.jobs.store.base import SqlJobStore
@@ -48,7 +61,15 @@ class WorkerConfig:
     """Only claim these job types (None: all registered)."""
     shutdown_grace_seconds: float = 20.0
     progress_interval: float = 0.5
-    claim_batch: int = 50
+    claim_batch: int = 100
+    """The most jobs one claim statement takes."""
+    prefetch: int = 64
+    """The most jobs claimed ahead of free slots and held until one frees (0: claim only
+    for free slots). Used only while jobs are short; see the module's docstring."""
+    prefetch_below_seconds: float = 0.1
+    """Prefetch while jobs run shorter than this (moving average) and slots free up at
+    least this often; hold no more jobs than the slots start in this time at the recent
+    run time; hand held jobs back when no slot freed for this long."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     log_lines: int = KEEP_LINES
     """Log lines kept per job (its handler's logging while it runs; the newest)."""
@@ -57,6 +78,30 @@ class WorkerConfig:
 def new_worker_id() -> str:
     """Unique per process start: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class _Held:
+    """A claimed job that waits for a free slot. Its lease is renewed by the heartbeat
+    like a running job's; the flags are what the heartbeat read back for it."""
+
+    job: Job
+    pause: bool = False
+    cancel: bool = False
+    lost: bool = False
+
+
+def _requested(held: _Held) -> tuple[str, str] | None:
+    """The stop a held job's pending request asks for: (action, reason), or None."""
+    if held.cancel:
+        return "cancel", "cancelled before it started"
+    if held.pause:
+        return "pause", "paused before it started"
+    return None
+
+
+_AVG_WEIGHT = 0.2
+"""Weight of the newest run in the moving average of run times."""
 
 
 class Worker:
@@ -74,16 +119,24 @@ class Worker:
         self.id = new_worker_id()
         self._running: dict[str, JobContext] = {}
         self._running_lock = threading.Lock()
-        self._busy = 0  # claimed and not finished (queued or running)
+        self._held: dict[str, _Held] = {}
+        """Claimed, not started, oldest first (prefetched or waiting for a job thread)."""
+        self._ready = threading.Condition(self._running_lock)
+        self._busy = 0  # claimed and not finished (held or running)
+        self._closing = False  # job threads exit once nothing is held
         self._slot_freed = threading.Event()
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._done: queue.Queue[tuple[Job, dict[str, Any], JobContext] | None] = queue.Queue()
         self._pending_completions = 0
+        self._last_start = float("-inf")
+        self._avg_run: float | None = None
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.completed = 0
         self.failed = 0
+        self.released_prefetched = 0
+        self.claims = 0  # claim round trips
+        self.claimed = 0  # jobs they brought
         self.log = logging.LoggerAdapter(log, {"worker_id": self.id})
         self.job_logs = JobLogHandler(store, keep=self.config.log_lines)
         self.metrics = WorkerMetrics()
@@ -95,6 +148,7 @@ class Worker:
         if not self._stop.is_set():
             self.log.info("shutdown requested: no new claims; releasing running jobs")
         self._stop.set()
+        self._slot_freed.set()
         with self._running_lock:
             for ctx in self._running.values():
                 ctx.request_shutdown()
@@ -111,6 +165,12 @@ class Worker:
         with self._running_lock:
             return list(self._running)
 
+    @property
+    def held_job_ids(self) -> list[str]:
+        """Jobs claimed by this worker that have not started yet (oldest first)."""
+        with self._running_lock:
+            return list(self._held)
+
     def run(self) -> None:
         """Run until :meth:`stop` (or, in burst mode, until nothing is due)."""
         cfg = self.config
@@ -119,8 +179,9 @@ class Worker:
             self.id, socket.gethostname(), os.getpid(), cfg.concurrency, cfg.job_types
         )
         self.log.info(
-            "worker started (concurrency %d, types %s)",
+            "worker started (concurrency %d, prefetch %d, types %s)",
             cfg.concurrency,
+            cfg.prefetch,
             ",".join(types),
         )
         self.job_logs.install()
@@ -138,39 +199,123 @@ class Worker:
         thread.start()
         self._threads.append(thread)
 
+    # --- claiming -------------------------------------------------------------------------
+
     def _claim_loop(self, types: list[str]) -> None:
         cfg = self.config
         while not self._stop.is_set():
-            free = self._free_slots()
+            self._slot_freed.clear()
+            self._hand_back_stuck()
+            with self._running_lock:
+                want = min(self._claim_size(), cfg.claim_batch)
             claimed: list[Job] = []
-            if free > 0:
+            if want > 0:
                 try:
-                    claimed = self.store.claim(
-                        self.id, min(free, cfg.claim_batch), cfg.lease_seconds, types
-                    )
+                    claimed = self.store.claim(self.id, want, cfg.lease_seconds, types)
                 except RhizomeError as exc:
                     self.log.error("claim failed: %s", exc)
                     self._stop.wait(min(cfg.poll_seconds, 5.0))
                     continue
+                self.claims += 1
+                self.claimed += len(claimed)
                 self.metrics.claimed(claimed)
-                with self._running_lock:
-                    self._busy += len(claimed)
-                for job in claimed:
-                    self._jobs.put(job)
-                if claimed and len(claimed) == min(free, cfg.claim_batch):
+                self._hold(claimed)
+                if claimed and len(claimed) == want:
                     continue  # more may be due right now
             if cfg.burst and not claimed and self._idle():
                 self.log.info("burst mode: nothing due, exiting")
                 return
-            if self._free_slots() == 0 or (cfg.burst and not claimed):
-                self._slot_freed.wait(cfg.poll_seconds)
-                self._slot_freed.clear()
+            if want == 0 or (cfg.burst and not claimed):
+                with self._running_lock:
+                    holding = bool(self._held)
+                timeout = cfg.poll_seconds
+                if holding:  # come back in time to hand held jobs back if slots stay busy
+                    timeout = min(timeout, max(cfg.prefetch_below_seconds, 0.01))
+                self._slot_freed.wait(timeout)
             elif not claimed:
                 self.store.wait_for_jobs(cfg.poll_seconds)
 
-    def _free_slots(self) -> int:
+    def _prefetching(self) -> bool:
+        """Claim ahead of free slots? Only while jobs are short: their average run time
+        is under ``prefetch_below_seconds`` and a job started within that time."""
+        cfg = self.config
+        return (
+            cfg.prefetch > 0
+            and self._avg_run is not None
+            and self._avg_run < cfg.prefetch_below_seconds
+            and time.monotonic() - self._last_start < cfg.prefetch_below_seconds
+        )
+
+    def _prefetch_limit(self) -> int:
+        """How many jobs to hold now: ``prefetch``, but no more than the slots can start
+        within ``prefetch_below_seconds`` at the recent run time (so a held job does not
+        wait longer than that for its slot)."""
+        cfg = self.config
+        avg = max(self._avg_run or 0.0, 1e-6)
+        return max(min(cfg.prefetch, int(cfg.concurrency * cfg.prefetch_below_seconds / avg)), 1)
+
+    def _claim_size(self) -> int:
+        """How many jobs to claim now (called with the lock held); 0 when a claim is not
+        worth a round trip yet."""
+        cfg = self.config
+        if not self._prefetching():
+            return max(cfg.concurrency - self._busy, 0)
+        limit = self._prefetch_limit()
+        if len(self._held) > limit // 2:
+            return 0  # enough ready: wait until a bigger claim is worth it
+        return max(cfg.concurrency + limit - self._busy, 0)
+
+    def _hold(self, claimed: list[Job]) -> None:
+        if not claimed:
+            return
+        with self._ready:
+            for job in claimed:
+                # A job released with a request still pending (e.g. at a shutdown) keeps
+                # it: honoured before it starts.
+                self._held[job.id] = _Held(job, job.pause_requested, job.cancel_requested)
+            self._busy += len(claimed)
+            self._ready.notify(len(claimed))
+
+    def _take(self) -> _Held | None:
+        """The oldest held job, for a job thread (blocks; None: the worker is closing)."""
+        with self._ready:
+            while not self._held:
+                if self._closing:
+                    return None
+                self._ready.wait()
+            held = self._held.pop(next(iter(self._held)))
+            self._last_start = time.monotonic()
+            return held
+
+    def _hand_back_stuck(self) -> None:
+        """Jobs are held but no slot freed for ``prefetch_below_seconds``: the slots run
+        long jobs, so hand the held ones back for other workers to take."""
+        cfg = self.config
         with self._running_lock:
-            return self.config.concurrency - self._busy
+            if not self._held or self._busy - len(self._held) < cfg.concurrency:
+                return
+            if time.monotonic() - self._last_start < cfg.prefetch_below_seconds:
+                return
+            stuck = list(self._held.values())
+            self._held.clear()
+            self._busy -= len(stuck)
+        self._release_held(stuck, "handed back unstarted: all slots busy with long jobs")
+
+    def _release_held(self, held: list[_Held], reason: str) -> None:
+        """Hand held jobs back (pending again), or pause/cancel those with a request."""
+        for h in held:
+            if h.lost:
+                continue
+            action, why = _requested(h) or ("release", reason)
+            try:
+                self.store.stop(h.job.id, self.id, action, why)
+                self.released_prefetched += 1
+            except JobLostError:
+                pass
+            except RhizomeError as exc:
+                self.log.error("could not release job: %s", exc, extra={"job_id": h.job.id})
+        if held:
+            self._slot_freed.set()
 
     def _idle(self) -> bool:
         with self._running_lock:
@@ -179,6 +324,12 @@ class Worker:
     def _shutdown(self) -> None:
         cfg = self.config
         self.stop()
+        # Claimed but not started: hand back at once.
+        with self._running_lock:
+            held = list(self._held.values())
+            self._held.clear()
+            self._busy -= len(held)
+        self._release_held(held, "worker shutting down before start")
         deadline = time.monotonic() + cfg.shutdown_grace_seconds
         while time.monotonic() < deadline:
             with self._running_lock:
@@ -197,15 +348,12 @@ class Worker:
                 )
             except RhizomeError as exc:
                 self.log.error("could not release job %s: %s", job_id, exc)
-        while True:  # claimed but never started: hand back at once
-            try:
-                queued = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if queued is not None:
-                self._execute(queued)
-        for _ in range(cfg.concurrency):
-            self._jobs.put(None)
+        with self._ready:
+            held = list(self._held.values())  # claimed during the grace period (none expected)
+            self._held.clear()
+            self._closing = True
+            self._ready.notify_all()
+        self._release_held(held, "worker shutting down before start")
         self._done.put(None)
         for thread in self._threads:
             if thread.name == "rhizome-completer":
@@ -221,21 +369,47 @@ class Worker:
         except RhizomeError as exc:
             self.log.error("could not unregister worker: %s", exc)
         self._stopped.set()
-        self.log.info("worker stopped (%d completed, %d failed)", self.completed, self.failed)
+        self.log.info(
+            "worker stopped (%d completed, %d failed; %d jobs in %d claims)",
+            self.completed,
+            self.failed,
+            self.claimed,
+            self.claims,
+        )
 
     # --- one job --------------------------------------------------------------------------
 
     def _job_loop(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
+            held = self._take()
+            if held is None:
                 return
             try:
-                self._execute(job)
+                self._start(held)
             finally:
                 with self._running_lock:
                     self._busy -= 1
-                self._slot_freed.set()
+                    wake = self._claim_size() > 0
+                if wake:
+                    self._slot_freed.set()
+
+    def _start(self, held: _Held) -> None:
+        """Start a held job, unless the heartbeat said meanwhile that it was lost, or
+        that a pause or cancel was requested: then it stops before it starts."""
+        job = held.job
+        extra = {"job_id": job.id, "job_type": job.job_type, "worker_id": self.id}
+        if held.lost:
+            self.log.warning("claimed job was taken away before it started", extra=extra)
+            return
+        requested = _requested(held)
+        if requested is not None:
+            action, reason = requested
+            try:
+                self.store.stop(job.id, self.id, action, reason)
+            except RhizomeError as exc:
+                self.log.error("could not %s job: %s", action, exc, extra=extra)
+            return
+        self._execute(job)
 
     def _execute(self, job: Job) -> None:
         extra = {"job_id": job.id, "job_type": job.job_type, "worker_id": self.id}
@@ -289,6 +463,8 @@ class Worker:
             self.metrics.run(job.job_type, took, outcome)
             with self._running_lock:
                 self._running.pop(job.id, None)
+                avg = self._avg_run
+                self._avg_run = took if avg is None else avg + _AVG_WEIGHT * (took - avg)
 
     def _stop_job(
         self, job: Job, ctx: JobContext, stop: JobInterrupted, extra: dict[str, Any]
@@ -401,11 +577,12 @@ class Worker:
     def beat(self) -> None:
         """One heartbeat: extend leases, read back control flags, reap."""
         try:
-            # Snapshot the running jobs *before* the statement: their claims committed
-            # before it started, so a job missing from its answer really was lost. (A job
-            # registered after the statement began would look lost by mistake.)
+            # Snapshot the jobs held and running *before* the statement: their claims
+            # committed before it started, so a job missing from its answer really was
+            # lost. (A job claimed after the statement began would look lost by mistake.)
             with self._running_lock:
                 running = dict(self._running)
+                held = list(self._held)
             controls = self.store.heartbeat(self.id, self.config.lease_seconds)
             for job_id, ctx in running.items():
                 control = controls.get(job_id)
@@ -413,6 +590,8 @@ class Worker:
                     ctx.mark_lost()
                 else:
                     ctx.signal(control)
+            if held:
+                self._update_held(held, controls)
             self._store_metrics()
             expired = self.store.expire_leases()
             if expired:
@@ -429,3 +608,36 @@ class Worker:
         except RhizomeError:
             self.metrics.put_back(deltas)
             raise
+
+    def _update_held(self, held: list[str], controls: dict[str, Control]) -> None:
+        """Pass the heartbeat's answer on to the jobs that were held before it: held
+        ones keep their flags for their start, those started since get them in their
+        context. Held jobs of a paused queue are handed back."""
+        with self._running_lock:
+            for job_id in held:
+                control = controls.get(job_id)
+                h = self._held.get(job_id)
+                if h is not None:
+                    if control is None:
+                        h.lost = True
+                    else:
+                        h.pause = h.pause or control.pause_requested
+                        h.cancel = h.cancel or control.cancel_requested
+                    continue
+                ctx = self._running.get(job_id)
+                if ctx is not None:
+                    if control is None:
+                        ctx.mark_lost()
+                    else:
+                        ctx.signal(control)
+            if not self._held:
+                return
+        paused = {t for t, c in self.store.queue_controls().items() if c["paused"]}
+        if not paused:
+            return
+        with self._running_lock:
+            back = [h for h in self._held.values() if "*" in paused or h.job.job_type in paused]
+            for h in back:
+                del self._held[h.job.id]
+            self._busy -= len(back)
+        self._release_held(back, "handed back unstarted: the queue was paused")

@@ -182,36 +182,43 @@ class PostgresJobStore(SqlJobStore):
     ) -> list[Job]:
         if limit <= 0:
             return []
+        params = {
+            "worker_id": worker_id,
+            "limit": limit,
+            "lease": float(lease_seconds),
+            "types": list(job_types) if job_types else None,
+        }
         with self.transaction() as tx:
-            # A claim lost in a crash only makes the job due again: no need to wait for fsync.
-            tx.script("SET LOCAL synchronous_commit = off")
-            # Without statistics (a fresh or just-filled table) the planner would scan and
-            # sort every pending row for each claim; the ordered index scan is always right.
-            tx.script("SET LOCAL enable_bitmapscan = off")
-            rows = tx.all(
-                "claim",
-                {
-                    "worker_id": worker_id,
-                    "limit": limit,
-                    "lease": float(lease_seconds),
-                    "types": list(job_types) if job_types else None,
-                },
-            )
+            assert isinstance(tx, _PgTx)
+            # One round trip: BEGIN, the settings, the claim and COMMIT go out as one
+            # pipeline (the claim loop waits for this; it bounds a worker's jobs/s).
+            with tx.conn.pipeline():
+                # A claim lost in a crash only makes the job due again: no fsync wait.
+                tx.script("SET LOCAL synchronous_commit = off")
+                # Without statistics (a fresh or just-filled table) the planner would scan
+                # and sort every pending row for each claim; the ordered index scan is
+                # always right.
+                tx.script("SET LOCAL enable_bitmapscan = off")
+                cur = tx.conn.execute(self.queries["claim"], _params(params))
+                tx.conn.commit()
+            rows = cur.fetchall()
         rows.sort(key=lambda r: (-int(r["priority"]), r["created_at"]))
         return [Job.from_row(r) for r in rows]
 
     def complete(self, worker_id: str, results: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         if not results:
             return []
+        params = {
+            "worker_id": worker_id,
+            "ids": [r[0] for r in results],
+            "outputs": [Jsonb(r[1]) for r in results],
+        }
         with self.transaction() as tx:
-            rows = tx.all(
-                "complete_jobs",
-                {
-                    "worker_id": worker_id,
-                    "ids": [r[0] for r in results],
-                    "outputs": [Jsonb(r[1]) for r in results],
-                },
-            )
+            assert isinstance(tx, _PgTx)
+            with tx.conn.pipeline():  # BEGIN, the statement and COMMIT in one round trip
+                cur = tx.conn.execute(self.queries["complete_jobs"], params)
+                tx.conn.commit()
+            rows = cur.fetchall()
         return [str(r["id"]) for r in rows]
 
     def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]:
