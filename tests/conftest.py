@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 ADMIN_URL = os.environ.get("RHIZOME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The embedding model's ONNX export is made once per checkout and shared by every test and
+# subprocess, not once per test's storage folder (the default cache sits beside storage).
+os.environ.setdefault("RHIZOME_MODEL_CACHE_DIR", str(ROOT / ".rhizome" / "models"))
 
 load_builtin_handlers()
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     embedding_url: str | None = None
     embedding_model: str | None = None
     embedding_api_key: str | None = None
+    embedding_precision: str = Field("int8", pattern="^(int8|fp32|torch)$")
+    """The local model's runtime: ``int8`` (ONNX Runtime, quantized; default), ``fp32``
+    (ONNX Runtime, the same vectors as PyTorch) or ``torch`` (PyTorch)."""
+    model_cache_dir: str | None = None
+    """Where the local model's ONNX export is cached (default: ``models/`` beside a local
+    storage folder, else ``./.rhizome/models``)."""
     semantic_weight: float = Field(0.25, ge=0)
     contradiction_weight: float = Field(0.40, ge=0)
     thematic_weight: float = Field(0.35, ge=0)

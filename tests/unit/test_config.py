@@ -165,6 +165,8 @@ SAMPLES: dict[str, object] = {
     "embedding_url": "http://127.0.0.1:11434/v1",
     "embedding_model": "nomic-embed-text",
     "embedding_api_key": "k3y",
+    "embedding_precision": "fp32",
+    "model_cache_dir": "/var/cache/rhizome-models",
     "semantic_weight": 0.5,
     "contradiction_weight": 0.3,
     "thematic_weight": 0.0,

@@ -9,6 +9,7 @@ database only in the save step.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -55,12 +56,42 @@ class Detection:
         return self.library.library_chunks(self.user_id)
 
     @cached_property
+    def model(self) -> str | None:
+        """The model (and precision) of the document's vectors: the library is compared
+        through this model's vectors only, never a mix of two."""
+        models = Counter(
+            r.get("embedding_model") for r in self._rows if r["document_id"] == self.document_id
+        )
+        return models.most_common(1)[0][0] if models else None
+
+    @cached_property
     def new(self) -> list[ChunkView]:
-        return [_view(r) for r in self._rows if r["document_id"] == self.document_id]
+        return [
+            _view(r)
+            for r in self._rows
+            if r["document_id"] == self.document_id and r.get("embedding_model") == self.model
+        ]
 
     @cached_property
     def rest(self) -> list[ChunkView]:
-        return [_view(r) for r in self._rows if r["document_id"] != self.document_id]
+        return [
+            _view(r)
+            for r in self._rows
+            if r["document_id"] != self.document_id and r.get("embedding_model") == self.model
+        ]
+
+    @property
+    def other_model_documents(self) -> int:
+        """Documents left out because their vectors come from another model or precision
+        (a reprocess re-embeds them)."""
+        return len(
+            {
+                r["document_id"]
+                for r in self._rows
+                if r["document_id"] != self.document_id and r.get("embedding_model") != self.model
+            }
+            - {c.document_id for c in self.rest}
+        )
 
     @cached_property
     def pool(self) -> dict[str, ChunkView]:
@@ -84,11 +115,14 @@ class Detection:
         return len({c.document_id for c in self.rest})
 
     def counts(self) -> dict[str, int]:
-        return {
+        counts = {
             "new_chunks": len(self.new),
             "library_chunks": len(self.rest),
             "documents_compared": self.compared,
         }
+        if self.other_model_documents:
+            counts["documents_other_model"] = self.other_model_documents
+        return counts
 
     def run_batch(self, engine: str, batch: Sequence[ChunkView]) -> list[list[Any]]:
         """One engine over some of the document's chunks (rows as JSON-friendly lists)."""
@@ -170,6 +204,47 @@ def find_all(
 
         found[engine] = run_engine(ctx, detection, engine, on_batch=report)
     return detection.combine(found)
+
+
+REEMBED_BATCH = 16
+"""Chunks per batch when a reprocess re-embeds a document (a safe point after each)."""
+
+
+def reembed_stale(
+    ctx: JobContext,
+    library: Library,
+    document_id: str,
+    user_id: str,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Embed again the document's chunks whose vectors another model or precision made
+    (or none): a change of ``RHIZOME_EMBEDDER`` or ``RHIZOME_EMBEDDING_PRECISION`` takes
+    effect on reprocess. Resumable without a cursor (what is done is in the database);
+    a safe point after each batch. Returns how many chunks were embedded."""
+    from rhizome.handlers.process_document import EMBED_MAX_CHARS, wait_for_model
+    from rhizome.pipeline.embed import get_embedder
+
+    embedder = get_embedder()
+    name = embedder.name
+    stale = sorted(
+        (
+            c
+            for c in library.list_chunks(document_id, user_id)
+            if c.embedding is None or c.embedding_model != name
+        ),
+        key=lambda c: (c.token_count, c.index),
+    )
+    if not stale:
+        return 0
+    wait_for_model(ctx, embedder)
+    for start in range(0, len(stale), REEMBED_BATCH):
+        batch = stale[start : start + REEMBED_BATCH]
+        vectors = embedder.embed([c.text[:EMBED_MAX_CHARS] for c in batch])
+        library.set_embeddings(user_id, [c.id for c in batch], vectors, model=name)
+        if on_batch is not None:
+            on_batch(start + len(batch), len(stale))
+        ctx.safe_point()
+    return len(stale)
 
 
 def _view(row: dict[str, Any]) -> ChunkView:

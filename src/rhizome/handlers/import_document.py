@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from rhizome.errors import InvalidInputError, RhizomeError
+from rhizome.handlers.process_document import wait_for_model
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
@@ -263,9 +264,13 @@ def import_document(ctx: JobContext, data: ImportInput) -> dict[str, Any]:
                     cursor.save(state)
                     continue
                 batch = todo[:EMBED_BATCH]
-                embedder = embedder or get_embedder()
+                if embedder is None:
+                    embedder = get_embedder()
+                    wait_for_model(ctx, embedder)
                 vectors = embedder.embed([text for _, text in batch])
-                library.set_embeddings(user, [cid for cid, _ in batch], vectors)
+                library.set_embeddings(
+                    user, [cid for cid, _ in batch], vectors, model=embedder.name
+                )
                 offset = state["offset"] + len(batch) if data.regenerate_embeddings else 0
                 state = {**state, "offset": offset, "chunks": state["chunks"] + len(batch)}
                 ctx.progress(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,15 +140,17 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
         return {"chunk_count": len(stored)}
 
     def embed_stage() -> dict[str, Any]:
-        chunks = library.list_chunks(doc.id, user)
+        # shortest first: batches of similar length waste nothing on padding (the order
+        # is a function of the chunks, so a resumed run walks the same one)
+        chunks = sorted(library.list_chunks(doc.id, user), key=lambda c: (c.token_count, c.index))
         total = len(chunks)
         embedder = get_embedder()
-        load = getattr(embedder, "load", None)
-        if callable(load) and not getattr(embedder, "loaded", True):  # first use: seconds
-            ctx.progress(details="Loading the embedding model…", substage="load_model", force=True)
-            load()
-            ctx.progress(details="Embedding model loaded", substage="embed", force=True)
+        wait_for_model(ctx, embedder)
         cursor = ctx.cursor("embedded", start=0)
+        if cursor.value and any(
+            c.embedding_model != embedder.name for c in chunks[: int(cursor.value)]
+        ):  # the model or its precision changed while the job was paused: start over
+            cursor.value = 0
         if cursor.value:
             ctx.progress(
                 fraction=cursor.value / max(total, 1),
@@ -159,7 +162,7 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
             # the model reads 256 tokens; a giant chunk (one 20 MB "word") must not make the
             # tokenizer allocate gigabytes
             vectors = embedder.embed([c.text[:EMBED_MAX_CHARS] for c in batch])
-            library.set_embeddings(user, [c.id for c in batch], vectors)
+            library.set_embeddings(user, [c.id for c in batch], vectors, model=embedder.name)
             done = start + len(batch)
             ctx.progress(
                 fraction=done / total,
@@ -169,6 +172,8 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
             )
         return {"embedder": embedder.name}
 
+    if not ctx.is_done("embed"):
+        _start_loading_model()  # in the background, beside extraction and chunking
     try:
         extracted = ctx.run_stage("extract", _extract, ctx, data, folder, settings)
         cleaned = ctx.run_stage("clean", clean_stage)
@@ -232,6 +237,49 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
         "pages": meta.get("page_count"),
         "detect_connections_job": follow_up,
     }
+
+
+MODEL_POLL_SECONDS = 0.1
+"""While the embedding model loads (or is exported, the first time on a machine), the job
+looks for a pause or cancel this often (a progress write every ``progress_interval``)."""
+
+
+def _start_loading_model() -> None:
+    try:
+        embedder = get_embedder()
+    except Exception:  # a configuration error: the embed stage reports it
+        return
+    load_async = getattr(embedder, "load_async", None)
+    if callable(load_async) and not getattr(embedder, "loaded", True):
+        load_async()
+
+
+def wait_for_model(ctx: JobContext, embedder: object) -> None:
+    """Load the embedding model (seconds the first time: a cold import, or the ONNX export
+    once per machine) in a background thread, with a safe point every
+    ``MODEL_POLL_SECONDS``: a pause or cancel does not wait for the load, which goes on
+    for the next run."""
+    if getattr(embedder, "loaded", True):
+        return
+    load_async = getattr(embedder, "load_async", None)
+    if not callable(load_async):
+        load = getattr(embedder, "load", None)
+        if callable(load):
+            load()
+        return
+    future = load_async()
+    shown = "Loading the embedding model…"
+    ctx.progress(details=shown, substage="load_model", force=True)
+    while True:
+        try:
+            future.result(timeout=MODEL_POLL_SECONDS)
+            break
+        except FutureTimeout:
+            step = getattr(embedder, "loading_step", None) or "Loading the embedding model…"
+            ctx.progress(details=step, force=step != shown)  # reads back pause and cancel
+            shown = step
+            ctx.safe_point()
+    ctx.progress(details="Embedding model loaded", substage="embed", force=True)
 
 
 def _extract(

@@ -33,7 +33,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rhizome.errors import JobLostError, RhizomeError
-from rhizome.handlers.connections_common import ENGINE_LABELS, Detection, find_all
+from rhizome.handlers.connections_common import (
+    ENGINE_LABELS,
+    Detection,
+    find_all,
+    reembed_stale,
+)
 from rhizome.jobs.context import JobContext, JobInterrupted
 from rhizome.jobs.registry import Stage, registry
 from rhizome.library.connections import Curation, weights_from_settings
@@ -138,6 +143,17 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
                         f"{ENGINE_LABELS[engine]}: chunk {chunk:,} of {total:,}",
                     )
 
+                def on_embed(done: int, total: int, position: int = position) -> None:
+                    ctx.progress(
+                        details=f"Document {position + 1:,} of {len(ids):,} · "
+                        f"re-embedding chunk {done:,} of {total:,} (another model made them)",
+                    )
+
+                # a change of model or precision: the document is embedded again first,
+                # so its connections are judged by the same model as the rest
+                reembedded = reembed_stale(ctx, library, doc, user, on_embed)
+                if reembedded:
+                    state["reembedded"] = int(state.get("reembedded", 0)) + reembedded
                 detection = Detection(library, doc, user, weights)
                 only = curation.new_documents_for(doc, user) if data.mode == "add_new" else None
                 found = find_all(ctx, detection, on_batch) if only != [] else []
@@ -176,7 +192,10 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
         except Exception:
             _restore(ctx, curation, state["backups"], include_rejected=True)
             raise
-        return {k: state[k] for k in ("added", "kept", "removed", "backups", "per_document")}
+        out = {k: state[k] for k in ("added", "kept", "removed", "backups", "per_document")}
+        if state.get("reembedded"):
+            out["reembedded_chunks"] = state["reembedded"]
+        return out
 
     result: dict[str, Any] = ctx.run_stage("documents", documents)
     after: int = ctx.run_stage("count", lambda: curation.count_visible(user, ids))
@@ -193,6 +212,11 @@ def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, An
         "removed": result["removed"],
         "backups": result["backups"],
         "per_document": result["per_document"],
+        **(
+            {"reembedded_chunks": result["reembedded_chunks"]}
+            if "reembedded_chunks" in result
+            else {}
+        ),
     }
 
 

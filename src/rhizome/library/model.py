@@ -82,6 +82,8 @@ class Chunk:
     token_count: int
     heading_path: list[str] = field(default_factory=list)
     embedding: np.ndarray | None = None
+    embedding_model: str | None = None
+    """The model (and precision) that made ``embedding`` (``Embedder.name``)."""
     enrichment: dict[str, Any] = field(default_factory=dict)
     """The enrichment fields that are set (:data:`ENRICHMENT_FIELDS`): themes, importance,
     summary, concepts, polarity (stance), domain."""
@@ -100,6 +102,7 @@ class Chunk:
             token_count=int(row["token_count"]),
             heading_path=list(_json(row.get("heading_path"), [])),
             embedding=decode_vector(blob),
+            embedding_model=row.get("embedding_model"),
             enrichment=enrichment_of(row),
         )
 
@@ -182,6 +185,13 @@ class Connection:
 
 def encode_vector(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def legacy_embedding_model(dim: int) -> str | None:
+    """The model of vectors stored without a name (before library migration 0005, or in
+    an older export): 384 values are all-MiniLM-L6-v2 at full precision, 256 the hash
+    embedder; anything else is unknown (re-embedded by a reprocess)."""
+    return {384: "all-MiniLM-L6-v2", 256: "hash-bow-256"}.get(int(dim))
 
 
 def decode_vector(blob: Any) -> np.ndarray | None:

@@ -46,7 +46,13 @@ from rhizome.library.archive import (
 )
 from rhizome.library.connections import reattach_decisions, remember_decisions
 from rhizome.library.highlights import Highlight, dumps, locate, spanned_chunks
-from rhizome.library.model import ENRICHMENT_FIELDS, Chunk, Document, encode_vector
+from rhizome.library.model import (
+    ENRICHMENT_FIELDS,
+    Chunk,
+    Document,
+    encode_vector,
+    legacy_embedding_model,
+)
 from rhizome.library.repo import DocumentNotFoundError, Library, document_folder
 from rhizome.storage import Storage
 
@@ -103,6 +109,8 @@ class EmbeddingsInfo(_Open):
     dim: int = Field(ge=1, le=16384)
     count: int = Field(ge=0)
     dtype: Literal["<f4"] = "<f4"
+    model: str | None = None
+    """The model (and precision) that made the vectors; older archives: by ``dim``."""
 
 
 class DocumentRecord(_Open):
@@ -356,7 +364,10 @@ def export_document(
                     if v is not None:
                         table[i] = v
                 writer.add_bytes(prefix + EMBEDDINGS_FILE, table.tobytes())
-                embeddings = EmbeddingsInfo(dim=dim, count=len(chunks))
+                models = {c.embedding_model for c in chunks if c.embedding is not None}
+                embeddings = EmbeddingsInfo(
+                    dim=dim, count=len(chunks), model=models.pop() if len(models) == 1 else None
+                )
         with store.session(queries) as s:
             if options.highlights:
                 rows = s.all("export_highlights", {"user_id": user_id, "document_id": doc.id})
@@ -1033,8 +1044,12 @@ def apply_document(
             out.chunks_inserted = len(rows) - out.chunks_updated
             reattach_decisions(tx, decided, doc_id, user_id, rows)
             if doc.embeddings is not None:
+                info = doc.entry.embeddings if doc.entry else None
+                model = (info.model if info else None) or legacy_embedding_model(
+                    doc.embeddings.shape[1]
+                )
                 vectors = [
-                    {"id": cid, "user_id": user_id, "embedding": encode_vector(vec)}
+                    {"id": cid, "user_id": user_id, "embedding": encode_vector(vec), "model": model}
                     for cid, vec in zip(chunk_ids, doc.embeddings, strict=True)
                     if not math.isnan(float(vec[0]))
                 ]

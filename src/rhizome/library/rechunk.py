@@ -92,6 +92,7 @@ class _Plan:
     vectors: np.ndarray
     highlight_updates: list[dict[str, Any]]
     result: SwapResult
+    model: str
 
 
 def _sha(text: str) -> str:
@@ -171,7 +172,7 @@ def _plan(
     reuse: dict[str, np.ndarray] = {}
     if _embedding_model(storage, doc.storage_folder) == embedder.name:
         for c in old_chunks:
-            if c.embedding is not None:
+            if c.embedding is not None and c.embedding_model in (None, embedder.name):
                 reuse.setdefault(text_key(c.text), c.embedding)
     result = SwapResult(chunks=len(pieces), content_sha256=_sha(new_content))
     vectors: list[np.ndarray | None] = [reuse.get(text_key(p["text"])) for p in pieces]
@@ -201,7 +202,9 @@ def _plan(
         for p in pieces
     ]
     updates = _recover_highlights(store, doc, user_id, old_content, new_content, rows, result)
-    return _Plan(rows=rows, vectors=matrix, highlight_updates=updates, result=result)
+    return _Plan(
+        rows=rows, vectors=matrix, highlight_updates=updates, result=result, model=embedder.name
+    )
 
 
 def _recover_highlights(
@@ -424,7 +427,12 @@ def swap_content(
             tx.many(
                 "set_embedding",
                 [
-                    {"id": r["id"], "user_id": user_id, "embedding": encode_vector(v)}
+                    {
+                        "id": r["id"],
+                        "user_id": user_id,
+                        "embedding": encode_vector(v),
+                        "model": plan.model,
+                    }
                     for r, v in zip(plan.rows, plan.vectors, strict=True)
                 ],
             )

@@ -12,7 +12,13 @@ import numpy as np
 from rhizome.errors import NotFoundError
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.queries import load_queries
-from rhizome.library.model import Chunk, Connection, Document, encode_vector
+from rhizome.library.model import (
+    Chunk,
+    Connection,
+    Document,
+    encode_vector,
+    legacy_embedding_model,
+)
 
 
 class DocumentNotFoundError(NotFoundError):
@@ -189,12 +195,24 @@ class Library:
             for r in rows
         ]
 
-    def set_embeddings(self, user_id: str, chunk_ids: Sequence[str], vectors: np.ndarray) -> None:
+    def set_embeddings(
+        self,
+        user_id: str,
+        chunk_ids: Sequence[str],
+        vectors: np.ndarray,
+        *,
+        model: str | None = None,
+    ) -> None:
+        """Store the chunks' vectors with the name of the model (and precision) that made
+        them (``Embedder.name``; None: guessed from the vector size, see
+        :func:`legacy_embedding_model`); connection detection never mixes two models."""
+        if model is None and len(vectors):
+            model = legacy_embedding_model(np.asarray(vectors).shape[-1])
         with self.store.transaction(self.queries) as tx:
             tx.many(
                 "set_embedding",
                 [
-                    {"id": cid, "user_id": user_id, "embedding": encode_vector(vec)}
+                    {"id": cid, "user_id": user_id, "embedding": encode_vector(vec), "model": model}
                     for cid, vec in zip(chunk_ids, vectors, strict=True)
                 ],
             )

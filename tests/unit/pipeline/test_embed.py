@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -90,11 +91,44 @@ def test_hash_embedder_related_beats_unrelated() -> None:
 
 def test_minilm_embedder_is_cheap_to_construct() -> None:
     embedder = MiniLMEmbedder(batch_size=8, threads=1)
-    assert embedder.name == "all-MiniLM-L6-v2" and embedder.dim == 384
+    assert embedder.requested == "int8" and embedder.dim == 384  # the default: ONNX int8
     assert embedder.embed([]).shape == (0, 384)
-    assert embedder._model is None  # nothing loaded for an empty batch
+    assert embedder._model is None and embedder.runtime is None  # nothing loaded or decided
+    torch = MiniLMEmbedder(precision="torch")
+    assert torch.name == "all-MiniLM-L6-v2" and torch.runtime == "torch"  # no load either
+    assert torch._model is None
     with pytest.raises(ValueError):
         MiniLMEmbedder(batch_size=0)
+    with pytest.raises(ConfigError, match="precision"):
+        MiniLMEmbedder(precision="fp16")
+
+
+def test_minilm_without_onnx_runtime_keeps_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rhizome.pipeline import minilm_onnx
+
+    monkeypatch.setattr(minilm_onnx, "onnx_runtime_missing", lambda: "onnxruntime is missing")
+    embedder = MiniLMEmbedder()
+    planned = embedder.describe()  # what /healthz shows before anything loaded
+    assert planned["runtime"] == "torch" and planned["precision"] == "fp32"
+    assert "onnxruntime is missing" in planned["fallback"] and planned["loaded"] is False
+    # full-precision vectors under the model's plain name: they mix with ONNX fp32 ones
+    assert embedder.name == "all-MiniLM-L6-v2" and embedder.precision == "fp32"
+    assert embedder.describe()["runtime"] == "torch" and "missing" in embedder.fallback
+
+
+def test_minilm_precision_setting(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("RHIZOME_EMBEDDING_PRECISION", "fp32")
+    clean_env.setenv("RHIZOME_MODEL_CACHE_DIR", str(tmp_path / "models"))
+    embedder = get_embedder()
+    assert isinstance(embedder, MiniLMEmbedder)
+    assert embedder.requested == "fp32" and embedder.cache_dir == tmp_path / "models"
+    clean_env.setenv("RHIZOME_EMBEDDING_PRECISION", "torch")
+    other = get_embedder()
+    assert other is not embedder and isinstance(other, MiniLMEmbedder)
+    assert other.requested == "torch"
+    clean_env.delenv("RHIZOME_MODEL_CACHE_DIR")
+    clean_env.setenv("RHIZOME_STORAGE_URL", str(tmp_path / "data" / "storage"))
+    assert embed.default_model_cache() == (tmp_path / "data" / "models").resolve()
 
 
 def test_importing_embed_does_not_import_torch() -> None:
@@ -299,6 +333,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "RHIZOME_EMBEDDING_URL",
         "RHIZOME_EMBEDDING_MODEL",
         "RHIZOME_EMBEDDING_API_KEY",
+        "RHIZOME_EMBEDDING_PRECISION",
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(embed, "_CACHE", {})

@@ -44,7 +44,8 @@ VALUES (%(id)s, %(user_id)s, %(document_id)s, %(chunk_index)s, %(text)s, %(headi
         %(start_offset)s, %(end_offset)s, %(token_count)s);
 
 -- name: set_embedding
-UPDATE chunks SET embedding = %(embedding)s WHERE id = %(id)s AND user_id = %(user_id)s;
+UPDATE chunks SET embedding = %(embedding)s, embedding_model = %(model)s
+WHERE id = %(id)s AND user_id = %(user_id)s;
 
 -- name: list_chunks
 SELECT * FROM chunks
@@ -52,7 +53,7 @@ WHERE document_id = %(document_id)s AND user_id = %(user_id)s
 ORDER BY chunk_index;
 
 -- name: library_chunks
-SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
+SELECT c.id, c.document_id, c.text, c.embedding, c.embedding_model, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = %(user_id)s AND c.embedding IS NOT NULL
   AND (%(exclude)s::uuid IS NULL OR c.document_id <> %(exclude)s::uuid)

@@ -43,7 +43,8 @@ VALUES (:id, :user_id, :document_id, :chunk_index, :text, :heading_path, :start_
         :end_offset, :token_count);
 
 -- name: set_embedding
-UPDATE chunks SET embedding = :embedding WHERE id = :id AND user_id = :user_id;
+UPDATE chunks SET embedding = :embedding, embedding_model = :model
+WHERE id = :id AND user_id = :user_id;
 
 -- name: list_chunks
 SELECT * FROM chunks
@@ -51,7 +52,7 @@ WHERE document_id = :document_id AND user_id = :user_id
 ORDER BY chunk_index;
 
 -- name: library_chunks
-SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
+SELECT c.id, c.document_id, c.text, c.embedding, c.embedding_model, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = :user_id AND c.embedding IS NOT NULL
   AND (:exclude IS NULL OR c.document_id <> :exclude)
