@@ -370,6 +370,7 @@ def test_new_and_deleted_notes(
 
     (docs / "Fresh idea").mkdir()
     (docs / "Fresh idea" / "Fresh idea.md").write_text("# Fresh idea\n\nA thought about tides.\n")
+    orchard = (docs / "Orchard notes" / "Orchard notes.md").read_bytes()
     (docs / "Orchard notes" / "Orchard notes.md").unlink()
     run = sync(store, storage)
     assert run.output["counts"] == {"new": 1, "deleted": 1, "unchanged": 1}
@@ -388,6 +389,10 @@ def test_new_and_deleted_notes(
     third = sync(store, storage)
     assert "new" not in third.output["counts"] and third.output["counts"]["deleted"] == 1
     assert len(Library(store).list_documents("local")) == 3
+    (docs / "Orchard notes" / "Orchard notes.md").write_bytes(orchard)  # restored as it was
+    back = sync(store, storage)
+    assert "deleted" not in back.output["counts"]
+    assert VaultRepo(store).note_of_document("local", b).status == "synced"  # type: ignore[union-attr]
     assert a in {n.document_id for n in VaultRepo(store).notes("local")}
 
 

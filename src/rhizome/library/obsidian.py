@@ -356,6 +356,7 @@ class Scan:
     conflicts_open: int = 0
     deleted_known: int = 0
     processing: int = 0
+    failed: int = 0
     touched: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -394,6 +395,9 @@ def scan(
             if st.status != "error":
                 out.items.append({"action": "library_deleted", "note_path": st.note_path})
             continue
+        if st.document.get("doc_status") == "failed":
+            out.failed += 1  # its processing failed: nothing to sync until it is fixed
+            continue
         if st.document.get("doc_status") != "ready":
             out.processing += 1
             continue
@@ -421,6 +425,8 @@ def scan(
                     vault_changed = True
             else:
                 st.vault_mtime_ns, st.vault_size = stat
+                if st.status == "vault_deleted":  # the same note is back
+                    st.status, st.message = "synced", None
                 touches.append(st)
         library_changed = False
         sig = library_sig(st.document)
@@ -976,8 +982,9 @@ def sync_summary(results: Sequence[dict[str, Any]], scanned: dict[str, Any]) -> 
         counts["unchanged"] = counts.get("unchanged", 0) + int(scanned["unchanged"])
     if scanned.get("deleted_known"):
         counts["deleted"] = counts.get("deleted", 0) + int(scanned["deleted_known"])
-    if scanned.get("processing"):
-        counts["processing"] = int(scanned["processing"])
+    for key in ("processing", "failed"):
+        if scanned.get(key):
+            counts[key] = int(scanned[key])
     recovery = {"matched": 0, "needs_review": 0, "unmatched": 0}
     for r in results:
         for k, v in (r.get("highlights") or {}).items():
