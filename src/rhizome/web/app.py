@@ -47,6 +47,10 @@ from rhizome.web.state import StateDep, UserDep, WebState
 
 log = logging.getLogger("rhizome.web")
 
+REQUEST_THREADS = 10
+"""Threads that run request handlers (their blocking database calls) beside the event loop:
+enough to overlap database round trips; more only fight over the GIL under load."""
+
 
 def embedder_health(settings: Settings) -> dict[str, Any] | str:
     """The embedding model the workers of this process use, and where the local model runs
@@ -102,6 +106,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Few request threads: under load more of them only fight over the GIL
+        anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         state.broadcaster.start()
         if worker:
             state.worker = app.worker()

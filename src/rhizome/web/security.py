@@ -344,6 +344,9 @@ class SecurityConfig:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     auth: Authenticator | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    after_write: list[Callable[[], None]] = field(default_factory=list)
+    """Called when a state-changing request starts its answer (its change is committed):
+    read caches drop what it may have changed before the client can ask again."""
 
     def __post_init__(self) -> None:
         if self.auth is None:
@@ -523,6 +526,8 @@ class GuardMiddleware:
             receive = _limited(receive, limit)
         if login_attempt:
             send = _watch_login(send, cfg.throttle, client)
+        if method not in SAFE_METHODS and cfg.after_write:
+            send = _after_write(send, cfg.after_write)
         await self.app(scope, receive, send)
 
 
@@ -535,6 +540,16 @@ def _client_address(peer: str | None, headers: dict[str, str], trusted: bool) ->
         if last:
             return last[:100]
     return peer or "unknown"
+
+
+def _after_write(send: Send, hooks: list[Callable[[], None]]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            for hook in hooks:
+                hook()
+        await send(message)
+
+    return wrapped
 
 
 def _watch_login(send: Send, throttle: LoginThrottle, client: str) -> Send:

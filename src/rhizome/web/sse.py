@@ -90,6 +90,9 @@ class Broadcaster:
         self.titles = TitleCache(store)
         """Document titles of jobs (shared with the API and the pages)."""
         self.messages_sent = 0
+        self.observers: list[Callable[[list[Change] | None], None]] = []
+        """Told of every batch of changes before the browsers are (None: changes may have
+        been missed), e.g. the facet cache."""
         self.feed_ok = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -105,6 +108,7 @@ class Broadcaster:
             self._thread.join(timeout=5)
         if self._feed is not None:
             self._feed.stop()
+        self.feed_ok = False
 
     @property
     def client_count(self) -> int:
@@ -160,6 +164,7 @@ class Broadcaster:
             if self._sub.overflowed:
                 self._sub.overflowed = False
                 self._resync_all()
+            self._notify(batch)
             try:
                 self._deliver(batch)
             except Exception as exc:  # e.g. the database went away mid-batch
@@ -167,8 +172,16 @@ class Broadcaster:
                 self._resync_all()
 
     def _deliver(self, batch: list[Change]) -> None:
+        with self._lock:
+            watched = {listener.user_id for listener in self._listeners}
         by_user: dict[str, list[Message]] = {}
         for change in batch:
+            if change.kind == "job" and change.job is not None:
+                self.remember(change.job.id, change.job.user_id)
+                if change.job.user_id not in watched:
+                    continue  # nobody of this user listens: no message to build
+            elif not watched:
+                continue
             message = self._message(change)
             if message is not None:
                 user, event, data = message
@@ -190,7 +203,15 @@ class Broadcaster:
         except RuntimeError:  # its loop is closed
             self.unlisten(listener)
 
+    def _notify(self, batch: list[Change] | None) -> None:
+        for observe in self.observers:
+            try:
+                observe(batch)
+            except Exception as exc:
+                log.warning("a change observer failed: %s", exc)
+
     def _resync_all(self) -> None:
+        self._notify(None)
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:

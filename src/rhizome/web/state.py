@@ -13,11 +13,13 @@ from fastapi import Depends, Request
 from rhizome.app import App
 from rhizome.auth import Identity
 from rhizome.errors import ForbiddenError, InvalidInputError, UnauthorizedError
+from rhizome.jobs.model import Facets
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.worker import Worker
 from rhizome.storage import Storage
 from rhizome.web import display
+from rhizome.web.readcache import FacetCache
 from rhizome.web.security import IDENTITY_KEY, SecurityConfig
 from rhizome.web.sse import Broadcaster
 
@@ -32,6 +34,14 @@ class WebState:
     worker: Worker | None = None
     worker_thread: threading.Thread | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    facet_cache: FacetCache[Facets] = field(init=False)
+    """Facet counts, reused until a job's type, shown status or stage changes."""
+
+    def __post_init__(self) -> None:
+        self._registry = self.app.registry  # one lookup (App.registry imports the handlers)
+        self.facet_cache = FacetCache(lambda: self.broadcaster.feed_ok)
+        self.broadcaster.observers.append(self.facet_cache.observe)
+        self.security.after_write.append(self.facet_cache.invalidate)
 
     @property
     def store(self) -> SqlJobStore:
@@ -43,7 +53,7 @@ class WebState:
 
     @property
     def registry(self) -> Registry:
-        return self.app.registry
+        return self._registry
 
     def known_types(self) -> set[str]:
         """The job types offered as filters and accepted by the API: the registered ones."""
@@ -53,12 +63,12 @@ class WebState:
         return tuple(display.hidden_types(self.registry))
 
 
-def get_state(request: Request) -> WebState:
+async def get_state(request: Request) -> WebState:
     state: WebState = request.app.state.web
     return state
 
 
-def current_identity(request: Request) -> Identity:
+async def current_identity(request: Request) -> Identity:
     """Who the request acts as, as the security guard established it (token, login
     cookie, a trusted proxy's X-Rhizome-User, or the local admin of a laptop install)."""
     identity = request.scope.get(IDENTITY_KEY)
@@ -69,11 +79,11 @@ def current_identity(request: Request) -> Identity:
     return identity
 
 
-def current_user(identity: Annotated[Identity, Depends(current_identity)]) -> str:
+async def current_user(identity: Annotated[Identity, Depends(current_identity)]) -> str:
     return identity.user
 
 
-def require_admin(identity: Annotated[Identity, Depends(current_identity)]) -> Identity:
+async def require_admin(identity: Annotated[Identity, Depends(current_identity)]) -> Identity:
     """Queue controls, emergency controls and the other admin actions."""
     if not identity.is_admin:
         raise ForbiddenError(

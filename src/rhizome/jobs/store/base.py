@@ -38,11 +38,17 @@ from rhizome.jobs.model import (
     WorkerInfo,
     parse_time,
 )
-from rhizome.jobs.store.queries import Migration, load_migrations, load_queries
+from rhizome.jobs.store.queries import Migration, load_migrations, load_queries, specialize
 
 log = logging.getLogger("rhizome.jobs.store")
 
 Row = dict[str, Any]
+
+FILTER_PARAMS = frozenset(
+    {"user_id", "types", "exclude_types", "stored", "shown", "stage", "ids", "entity_type"}
+    | {"entity_ids", "pattern"}
+)
+"""The optional parameters of the ``job_filter`` SQL fragment (``_filter_params``)."""
 
 
 class Tx(Protocol):
@@ -573,25 +579,41 @@ class SqlJobStore(ABC):
         params = {**self._filter_params(f), "limit": limit, "offset": offset}
         if sort and sort not in JOB_SORTS:
             raise ValueError(f"Unknown sort {sort!r}. Use one of: {', '.join(JOB_SORTS)}.")
-        with self.session() as s:
-            if sort and sort != "created_desc":
+        if sort and sort != "created_desc":
+            with self.session(self._shaped("list_jobs_sorted", params)) as s:
                 rows = s.all("list_jobs_sorted", {**params, "sort": sort})
-            else:
+        else:
+            with self.session(self._shaped("list_jobs", params)) as s:
                 rows = s.all("list_jobs", params)
         return [Job.from_row(r) for r in rows]
 
+    def latest_jobs(
+        self, entity_type: str, entity_ids: Sequence[str], user_id: str | None = None
+    ) -> dict[str, Job]:
+        """The newest job of each entity (entity id → job); entities without jobs are
+        left out. One query, whatever the number of jobs per entity."""
+        if not entity_ids:
+            return {}
+        params = {"entity_type": entity_type, "entity_ids": list(entity_ids), "user_id": user_id}
+        with self.session() as s:
+            rows = s.all("latest_job_per_entity", params)
+        jobs = [Job.from_row(r) for r in rows]
+        return {str(j.entity_id): j for j in jobs if j.entity_id is not None}
+
     def filtered_job_ids(self, f: JobFilter, *, limit: int | None = None) -> list[str]:
         """Ids of the jobs matching ``f``, oldest first (what bulk actions by filter use)."""
-        with self.session() as s:
-            rows = s.all("filtered_job_ids", {**self._filter_params(f), "limit": limit})
+        params = {**self._filter_params(f), "limit": limit}
+        with self.session(self._shaped("filtered_job_ids", params)) as s:
+            rows = s.all("filtered_job_ids", params)
         return [str(r["id"]) for r in rows]
 
     def facet_counts(self, f: JobFilter) -> Facets:
         """Counts for filter badges (see :class:`~rhizome.jobs.model.Facets`): one grouped
         query under ``f`` without its type, status and stage."""
         base = f.without("type").without("status").without("stage")
-        with self.session() as s:
-            rows = s.all("facet_counts", self._filter_params(base))
+        params = self._filter_params(base)
+        with self.session(self._shaped("facet_counts", params)) as s:
+            rows = s.all("facet_counts", params)
         return Facets.count(
             f,
             (
@@ -787,6 +809,22 @@ class SqlJobStore(ABC):
         }
         with self.session() as s:
             return [str(r["job_id"]) for r in s.all("worker_taken_over", params)]
+
+    def _shaped(self, name: str, params: Row) -> dict[str, str]:
+        """The named query for the filter parameters that are given (the others' conditions
+        dropped, see :func:`~rhizome.jobs.store.queries.specialize`), so that the database
+        can use its indexes; each shape is made once."""
+        given = frozenset(k for k in FILTER_PARAMS if params.get(k) is not None)
+        shapes: dict[tuple[str, frozenset[str]], str] = self.__dict__.setdefault("_shapes", {})
+        sql = shapes.get((name, given))
+        if sql is None:
+            sql = self._shape_sql(specialize(self.queries[name], given, FILTER_PARAMS), given)
+            shapes[(name, given)] = sql
+        return {name: sql}
+
+    def _shape_sql(self, sql: str, given: frozenset[str]) -> str:
+        """A dialect's last touch to a specialized filter query (see :meth:`_shaped`)."""
+        return sql
 
     def _filter_params(self, f: JobFilter) -> Row:
         return {

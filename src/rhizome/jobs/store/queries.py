@@ -8,6 +8,7 @@ definition; fragments may include fragments. They are not queries themselves.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -106,3 +107,52 @@ def load_migrations(
     if versions != list(range(1, len(found) + 1)):
         raise ValueError(f"migrations of {component}/{dialect} are not numbered 1..n: {versions}")
     return found
+
+
+_OPTIONAL = re.compile(
+    r"\(\s*(?::(?P<sqlite>\w+)|%\((?P<pg>\w+)\)s(?:::[\w\[\]]+)?)\s+IS\s+NULL\s+OR\s+", re.I
+)
+
+
+def specialize(sql: str, given: Collection[str], optional: Collection[str]) -> str:
+    """``sql`` for one shape of its optional conditions: each ``(:p IS NULL OR cond)``
+    (PostgreSQL: ``(%(p)s::type IS NULL OR cond)``) with ``p`` in ``optional`` becomes
+    ``(cond)`` when ``p`` is in ``given`` and ``(1 = 1)`` when it is not.
+
+    The result means the same for parameters of that shape, but the database sees plain
+    conditions: ``j.user_id = :user_id`` can use an index, where ``(:user_id IS NULL OR
+    …)`` makes SQLite scan the table and PostgreSQL's generic plans do the same."""
+    out: list[str] = []
+    pos = 0
+    for match in _OPTIONAL.finditer(sql):
+        if match.start() < pos:  # inside a condition already rewritten
+            continue
+        name = match.group("sqlite") or match.group("pg")
+        if name not in optional:
+            continue
+        end = _closing_paren(sql, match.start())
+        cond = sql[match.end() : end]
+        out.append(sql[pos : match.start()])
+        out.append(f"({specialize(cond, given, optional)})" if name in given else "(1 = 1)")
+        pos = end + 1
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+def _closing_paren(sql: str, start: int) -> int:
+    """The index of the parenthesis that closes the one at ``start`` (quotes respected)."""
+    depth = 0
+    quoted = False
+    for i in range(start, len(sql)):
+        ch = sql[i]
+        if ch == "'":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError(f"unbalanced parentheses in SQL after position {start}")

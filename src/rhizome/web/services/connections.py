@@ -5,6 +5,7 @@ found (N documents compared)"), the library-wide search, decisions, and queuing 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +57,23 @@ def engine_rows(detail: ConnectionDetail, weights: dict[str, float]) -> list[dic
     ]
 
 
+_WEIGHTS: list[tuple[float, dict[str, float]]] = []
+WEIGHTS_TTL = 5.0
+"""Views read the settings' weights at most this often (reading the settings costs more
+than the rest of a document page)."""
+
+
 def current_weights() -> dict[str, float]:
+    now = time.monotonic()
+    if _WEIGHTS and now - _WEIGHTS[0][0] < WEIGHTS_TTL:
+        return _WEIGHTS[0][1]
     try:
         w = weights_from_settings()
     except Exception:  # bad settings are reported by the jobs; the view just shows none
         return {}
-    return {e: w.of(e) for e in ENGINES}
+    weights = {e: w.of(e) for e in ENGINES}
+    _WEIGHTS[:] = [(now, weights)]
+    return weights
 
 
 def connection_view(

@@ -37,12 +37,7 @@ def latest_jobs(store: SqlJobStore, document_ids: list[str], user_id: str) -> di
     """The newest job of each document."""
     if not document_ids:
         return {}
-    f = JobFilter(user_id=user_id, entity_type="document", entity_ids=tuple(document_ids))
-    latest: dict[str, Job] = {}
-    for job in store.search_jobs(f, limit=5000):  # newest first
-        if job.entity_id and job.entity_id not in latest:
-            latest[job.entity_id] = job
-    return latest
+    return store.latest_jobs("document", document_ids, user_id)
 
 
 class TitleCache:

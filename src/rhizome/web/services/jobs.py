@@ -86,7 +86,8 @@ def search(
 
 
 def facets(state: WebState, f: JobFilter) -> Facets:
-    return state.store.facet_counts(f)
+    """Facet counts, from the cache while no job changed its type, status or stage."""
+    return state.facet_cache.get(f, lambda: state.store.facet_counts(f))
 
 
 def job_ids(state: WebState, f: JobFilter, *, limit: int) -> list[str]:
