@@ -7,6 +7,18 @@ worker process and count the units executed twice (redone work). Finally the sam
 interrupted by kill -9 instead, to show what a crash costs.
 
     .venv/bin/python bench/pause/run.py [--trials 30]
+
+``--document FILE`` pauses a real ``process_document`` job instead, in the middle of
+embedding (Moby-Dick: 1,778 chunks, batches of 16 with a checkpoint and a safe point
+after each): each trial adds the file, waits until the worker has embedded its first batch
+(the model is loaded), waits a random 0-3 s more, asks for a pause and measures request →
+`paused`; then resumes it in the same worker and checks that the first new checkpoint is
+exactly one batch further (nothing redone), and cancels it. ``--load-trials N`` adds N
+trials that pause a job while a fresh worker is still loading the model (``--load-precision``,
+default ``torch``: the slowest load, ~5-10 s).
+
+    .venv/bin/python bench/pause/run.py --document ../shared/corpus/epub/moby-dick.epub \
+        --trials 20 --load-trials 5 [--stores sqlite postgres] [--precision int8]
 """
 
 from __future__ import annotations
@@ -28,9 +40,12 @@ from pathlib import Path
 
 import psycopg
 
+from rhizome.app import BUILTIN_MIGRATIONS
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.model import JobStatus, NewJob
-from rhizome.jobs.store import open_store
+from rhizome.jobs.store import SqlJobStore, open_store
+from rhizome.library.ingest import add_bytes
+from rhizome.storage import LocalStorage
 
 ADMIN = os.environ.get("RHIZOME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 UNITS, SLEEP_MS = 400, 100
@@ -144,26 +159,183 @@ def run_store(url: str, storage: Path, trials: int) -> dict[str, object]:
     }
 
 
+# --- a real document ----------------------------------------------------------------------
+
+EMBED_BATCH = 16
+
+
+def embedded_at(storage: Path, key: str | None) -> int:
+    """The embed stage's cursor in a checkpoint file (-1: the checkpoint is elsewhere)."""
+    assert key is not None
+    data = json.loads((storage / key).read_text())["data"]
+    if data.get("stage") != "embed":
+        return -1
+    return int(dict(data["cursors"]).get("embedded", -1))
+
+
+def progress_of(store: SqlJobStore, job_id: str) -> dict[str, object]:
+    return dict(store.get(job_id).progress or {})
+
+
+def pause_latency_ms(store: SqlJobStore, job_id: str) -> float:
+    events = store.events(job_id)
+    asked = next(e.at for e in events if e.message == "pause requested")
+    paused = next(e.at for e in events if e.to_status == "paused")
+    return (paused - asked).total_seconds() * 1000
+
+
+def run_document(
+    url: str,
+    root: Path,
+    path: Path,
+    trials: int,
+    load_trials: int,
+    precision: str,
+    load_precision: str,
+    cache: Path,
+) -> dict[str, object]:
+    store = open_store(url, migrations=BUILTIN_MIGRATIONS)
+    storage = LocalStorage(root)
+    data = path.read_bytes()
+
+    def env_for(p: str) -> dict[str, str]:
+        return dict(
+            os.environ,
+            RHIZOME_DATABASE_URL=url,
+            RHIZOME_STORAGE_URL=str(root),
+            RHIZOME_LOG_LEVEL="WARNING",
+            RHIZOME_EMBEDDER="minilm",
+            RHIZOME_EMBEDDING_PRECISION=p,
+            RHIZOME_MODEL_CACHE_DIR=str(cache),
+        )
+
+    def finish(job_id: str) -> None:
+        store.request_cancel(job_id)
+        wait(lambda: store.get(job_id).status is JobStatus.CANCELLED, timeout=120)
+
+    latencies: list[float] = []
+    redone: list[int] = []
+    loads: list[float] = []
+    at_chunk: list[int] = []
+    proc = worker(env_for(precision))
+    try:
+        for _ in range(trials):
+            job = add_bytes(store, storage, data, filename=path.name).job
+
+            def embedding(j: str = job.id) -> bool:
+                p = progress_of(store, j)
+                embedded = dict(p.get("stage_data") or {}).get("embedded", 0)  # type: ignore[call-overload]
+                return p.get("stage") == "embed" and int(embedded) >= EMBED_BATCH
+
+            wait(embedding, timeout=600, every=0.02)
+            time.sleep(random.uniform(0, 3.0))
+            store.request_pause(job.id)
+            wait(lambda j=job.id: store.get(j).status is JobStatus.PAUSED, timeout=120)
+            latencies.append(pause_latency_ms(store, job.id))
+            paused = store.get(job.id)
+            before = embedded_at(root, paused.last_checkpoint_path)
+            at_chunk.append(before)
+            store.resume(job.id)
+            wait(
+                lambda j=job.id, h=paused.checkpoint_hash: (
+                    store.get(j).checkpoint_hash not in (None, h)
+                ),
+                timeout=300,
+            )
+            after = embedded_at(root, store.get(job.id).last_checkpoint_path)
+            redone.append(before + EMBED_BATCH - after)  # 0: the next batch, nothing redone
+            finish(job.id)
+        # a pause while a fresh worker is still loading the model
+        for _ in range(load_trials):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            job = add_bytes(store, storage, data, filename=path.name).job
+            proc = worker(env_for(load_precision))
+            wait(
+                lambda j=job.id: progress_of(store, j).get("substage") == "load_model",
+                timeout=300,
+                every=0.01,
+            )
+            time.sleep(random.uniform(0, 1.0))
+            store.request_pause(job.id)
+            wait(lambda j=job.id: store.get(j).status is JobStatus.PAUSED, timeout=120)
+            loads.append(pause_latency_ms(store, job.id))
+            finish(job.id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        store.close()
+    out: dict[str, object] = {
+        "document": path.name,
+        "precision": precision,
+        "trials": trials,
+        "pause_latency_ms": {
+            "p50": round(statistics.median(latencies), 1),
+            "p95": round(pct(latencies, 95), 1),
+            "max": round(max(latencies), 1),
+            "all": [round(x) for x in latencies],
+        },
+        "paused_at_chunk": at_chunk,
+        "redone_chunks_after_resume": {"max": max(redone), "min": min(redone)},
+    }
+    if loads:
+        out["pause_during_model_load_ms"] = {
+            "precision": load_precision,
+            "trials": len(loads),
+            "p50": round(statistics.median(loads), 1),
+            "max": round(max(loads), 1),
+            "all": [round(x) for x in loads],
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--document", type=Path, help="pause a real process_document job")
+    parser.add_argument("--precision", default="int8", choices=["int8", "fp32", "torch"])
+    parser.add_argument("--load-trials", type=int, default=0)
+    parser.add_argument("--load-precision", default="torch", choices=["int8", "fp32", "torch"])
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument(
+        "--cache", type=Path, default=Path(".rhizome/models").resolve(), help="model cache"
+    )
     args = parser.parse_args()
     load_builtin_handlers()
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
     }
+
+    def run(url: str, root: Path) -> dict[str, object]:
+        if args.document:
+            return run_document(
+                url,
+                root,
+                args.document,
+                args.trials,
+                args.load_trials,
+                args.precision,
+                args.load_precision,
+                args.cache,
+            )
+        return run_store(url, root, args.trials)
+
     with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = run_store(f"sqlite:///{tmp}/bench.db", Path(tmp) / "s1", args.trials)
-        name = f"rhizome_pause_{secrets.token_hex(3)}"
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = ADMIN.rsplit("/", 1)[0] + "/" + name
-            results["postgres"] = run_store(url, Path(tmp) / "s2", args.trials)
-        finally:
+        if "sqlite" in args.stores:
+            results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", Path(tmp) / "s1")
+        if "postgres" in args.stores:
+            name = f"rhizome_pause_{secrets.token_hex(3)}"
             with psycopg.connect(ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.execute(f'CREATE DATABASE "{name}"')
+            try:
+                url = ADMIN.rsplit("/", 1)[0] + "/" + name
+                results["postgres"] = run(url, Path(tmp) / "s2")
+            finally:
+                with psycopg.connect(ADMIN, autocommit=True) as admin:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps(results, indent=2))
 
 
