@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,12 @@ def test_the_stream_reports_the_outage_and_retries(store: SqlJobStore) -> None:
         await stream.aclose()  # type: ignore[attr-defined]
         return out
 
-    messages = asyncio.run(first(3))
+    got: list[list[dict[str, Any]]] = []
+    # its own thread: an earlier test may have left an event loop running in this one
+    runner = threading.Thread(target=lambda: got.append(asyncio.run(first(3))))
+    runner.start()
+    runner.join(30)
+    [messages] = got
     assert [m["event"] for m in messages] == ["outage", "outage", "snapshot"]
     outage = json.loads(messages[0]["data"])
     assert "not reachable" in outage["message"] and "PostgreSQL" in outage["detail"]
