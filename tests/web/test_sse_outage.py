@@ -115,4 +115,3 @@ def test_events_over_http_during_an_outage(
     r = client.get("/api/jobs")
     assert r.status_code == 503 and r.json()["error"]["type"] == "DatabaseUnavailableError"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
-

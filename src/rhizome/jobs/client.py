@@ -74,9 +74,7 @@ def enqueue_for_workers(
     started with ``--app``). The worker validates the input when it claims the job; bad
     input fails the job as ``invalid``."""
     if job_type in types:
-        return enqueue(
-            store, job_type, input_data, count=count, priority=priority, user_id=user_id
-        )
+        return enqueue(store, job_type, input_data, count=count, priority=priority, user_id=user_id)
     now = datetime.now(UTC)
     runners = [
         w

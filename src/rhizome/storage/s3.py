@@ -165,9 +165,7 @@ class S3Storage:
         completes, like a single PUT), a few parts in memory at a time."""
         key = _key(key)
         with self._errors("write", key):
-            obstore.put(
-                self._store, key, Path(path), chunk_size=8 * 1024 * 1024, max_concurrency=4
-            )
+            obstore.put(self._store, key, Path(path), chunk_size=8 * 1024 * 1024, max_concurrency=4)
 
     @contextmanager
     def open_read(self, key: str) -> Iterator[BinaryIO]:
@@ -179,9 +177,7 @@ class S3Storage:
                     for part in obstore.get(self._store, key).stream(min_chunk_size=1 << 20):
                         fh.write(memoryview(part))
             except _NotFound:
-                raise FileNotFoundError(
-                    errno.ENOENT, f"No object {key!r} in {self.url}"
-                ) from None
+                raise FileNotFoundError(errno.ENOENT, f"No object {key!r} in {self.url}") from None
             fh.seek(0)
             yield fh
 
