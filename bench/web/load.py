@@ -46,6 +46,9 @@ WORDS = ["Moby", "Ulysses", "Walden", "Leviathan", "Odyssey", "Origin", "Princip
 NICE = ["nice", "-n", os.environ.get("BENCH_NICE", "-10")] if os.geteuid() == 0 else []
 """On a shared machine (root only): the server and the clients before other processes."""
 
+SECOND = ["--no-worker", "--port"]
+NOOP_DONE = "/api/jobs?status=completed&type=noop&include_hidden=1&limit=1"
+
 NULL_MIX = [("queue state", "/api/queue")]
 """``--null``: one tiny endpoint, to see what the HTTP stack itself costs."""
 
@@ -181,7 +184,9 @@ def run_clients(args: argparse.Namespace) -> None:
         until = time.perf_counter() + spec["seconds"]
         await asyncio.gather(
             *(
-                _client(spec["host"], spec["port"], paths, until, out, k * 37)
+                _client(
+                    spec["host"], spec["ports"][k % len(spec["ports"])], paths, until, out, k * 37
+                )
                 for k in range(spec["clients"])
             )
         )
@@ -282,18 +287,34 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         import httpx
 
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        extra: list[subprocess.Popen[bytes]] = []
+        ports = [port]
+        for _ in range(args.servers - 1):  # more API processes, without a worker
+            ports.append(free_port())
+            extra.append(
+                subprocess.Popen(
+                    [*NICE, sys.executable, "-m", "rhizome.cli", "serve", *SECOND, str(ports[-1])],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=tmp,
+                )
+            )
+        for p in ports:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{p}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
         stop = threading.Event()
         feed = threading.Thread(target=feeder, args=(url, args.feed, stop), daemon=True)
         feed.start()
         time.sleep(2)  # the worker is busy
         result: dict[str, Any] = {"store": kind}
+        with httpx.Client(base_url=url, timeout=30) as c:
+            done_before = c.get(NOOP_DONE).json()["total"]
         before = cpu_seconds(server.pid)
         if args.profile:
             subprocess.run(
@@ -321,7 +342,7 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 json.dumps(
                     {
                         "host": "127.0.0.1",
-                        "port": port,
+                        "ports": ports,
                         "clients": clients,
                         "seconds": seconds,
                         "null": args.null,
@@ -348,7 +369,7 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                         str(server.pid),
                     ]
                 )
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before = sum(cpu_seconds(p.pid) for p in [server, *extra])
             subprocess.run(
                 [
                     *NICE,
@@ -363,7 +384,7 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             )
             if spy is not None:
                 spy.wait(60)
-            cpu = cpu_seconds(server.pid) - cpu_before
+            cpu = sum(cpu_seconds(p.pid) for p in [server, *extra]) - cpu_before
             samples = [tuple(s) for s in json.loads(outfile.read_text())]
             summary = summarize(samples, seconds)  # type: ignore[arg-type]
             summary["all"]["server_cpu_ms_per_request"] = round(
@@ -373,14 +394,11 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         feed.join(5)
         with httpx.Client(base_url=url, timeout=30) as c:
-            result["worker_jobs_completed"] = (
-                c.get("/api/jobs?status=completed&type=noop&include_hidden=1&limit=1").json()[
-                    "total"
-                ]
-                - args.jobs
-            )
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+            result["worker_jobs_completed"] = c.get(NOOP_DONE).json()["total"] - done_before
+        for proc in [server, *extra]:
+            proc.send_signal(signal.SIGTERM)
+        for proc in [server, *extra]:
+            proc.wait(60)
         tail = (tmp / "server.log").read_text(errors="replace")
         result["server_errors"] = tail.count("ERROR")
         return result
@@ -414,6 +432,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--feed", type=float, default=10.0, help="noop jobs enqueued per second")
     parser.add_argument("--null", action="store_true", help="only GET /api/queue")
+    parser.add_argument(
+        "--servers", type=int, default=1, help="API processes (the first runs the worker)"
+    )
     parser.add_argument("--only", help="only this endpoint of the mix (e.g. 'jobs list')")
     parser.add_argument("--profile", help="py-spy binary: record the server (50 clients)")
     parser.add_argument("--client-spec", help=argparse.SUPPRESS)
