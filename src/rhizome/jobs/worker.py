@@ -175,8 +175,8 @@ class Worker:
         """Run until :meth:`stop` (or, in burst mode, until nothing is due)."""
         cfg = self.config
         types = list(cfg.job_types) if cfg.job_types else self.registry.names()
-        self.store.register_worker(
-            self.id, socket.gethostname(), os.getpid(), cfg.concurrency, cfg.job_types
+        self.store.register_worker(  # the types it runs: `jobs enqueue` checks them
+            self.id, socket.gethostname(), os.getpid(), cfg.concurrency, types
         )
         self.log.info(
             "worker started (concurrency %d, prefetch %d, types %s)",
@@ -419,6 +419,10 @@ class Worker:
             except RhizomeError as exc:
                 self.log.error("could not release job: %s", exc, extra=extra)
             return
+        fresh = self._after_previous_run(job, extra)
+        if fresh is None:
+            return
+        job = fresh
         try:
             job_type = self.registry.get(job.job_type)
             data = job_type.validate_input(job.input_data)
@@ -462,9 +466,37 @@ class Worker:
             self.job_logs.leave(token)
             self.metrics.run(job.job_type, took, outcome)
             with self._running_lock:
-                self._running.pop(job.id, None)
+                if self._running.get(job.id) is ctx:
+                    del self._running[job.id]
                 avg = self._avg_run
                 self._avg_run = took if avg is None else avg + _AVG_WEIGHT * (took - avg)
+
+    def _after_previous_run(self, job: Job, extra: dict[str, Any]) -> Job | None:
+        """This worker may claim a job it still runs: the lease ran out while the worker
+        was too busy to heartbeat, and its own claim took the job over. Both runs would
+        pass the ownership checks (same worker id), and the old one could remove the
+        checkpoint the new one resumes from. So the old run is told it lost the job, the
+        new one starts only once it stopped, and from the row as it left it (None: the
+        old run finished the job meanwhile)."""
+        with self._running_lock:
+            previous = self._running.get(job.id)
+        if previous is None:
+            return job
+        previous.mark_lost()
+        self.log.warning("re-claimed a job this worker still runs; waiting for it", extra=extra)
+        deadline = time.monotonic() + 4 * max(self.config.lease_seconds, 5.0)
+        while time.monotonic() < deadline:
+            with self._running_lock:
+                if self._running.get(job.id) is not previous:
+                    break
+            time.sleep(0.01)
+        try:
+            fresh = self.store.get(job.id)
+        except RhizomeError:
+            return job
+        if fresh.status.value != "processing" or fresh.worker_id != self.id:
+            return None
+        return fresh
 
     def _stop_job(
         self, job: Job, ctx: JobContext, stop: JobInterrupted, extra: dict[str, Any]

@@ -430,7 +430,7 @@ class SqlJobStore(ABC):
 
     def resume(self, job_id: str, *, restart: bool = False, user_id: str | None = None) -> Job:
         self.get(job_id, user_id)
-        msg = "resumed; restarting from the beginning" if restart else "resumed from checkpoint"
+        msg = "resumed; restarting from the beginning" if restart else "resumed"
         return self._apply(job_id, "resume", "set_resumed", {"restart": restart}, message=msg)
 
     def retry(self, job_id: str, *, restart: bool = False, user_id: str | None = None) -> Job:
