@@ -64,7 +64,7 @@ def _truncate_pg(url: str) -> None:
         conn.execute(
             "TRUNCATE background_jobs, job_events, workers, queue_controls, documents, chunks,"
             " connections, highlights, connection_rejections, vault_settings, obsidian_notes,"
-            " readwise_highlights, readwise_accounts, users, api_tokens"
+            " readwise_highlights, readwise_accounts, users, api_tokens, library_index_versions"
         )
 
 

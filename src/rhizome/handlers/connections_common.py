@@ -9,13 +9,13 @@ database only in the save step.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from rhizome.jobs.context import JobContext
+from rhizome.library.embedding_index import LibraryIndex, library_index
 from rhizome.library.repo import Library
 from rhizome.pipeline.connect import (
     ENGINES,
@@ -23,14 +23,11 @@ from rhizome.pipeline.connect import (
     ConceptIndex,
     VectorIndex,
     Weights,
-    build_index,
     combine,
-    concept_index_for,
     contradiction_engine,
     semantic_engine,
     thematic_engine,
 )
-from rhizome.pipeline.connect.model import unique_chunks
 
 ENGINE_BATCH = 64
 """Source chunks per checkpoint inside an engine."""
@@ -44,7 +41,12 @@ ENGINE_LABELS = {
 
 @dataclass
 class Detection:
-    """One document's chunks against the rest of the user's library, loaded once per run."""
+    """One document's chunks against the rest of the user's library.
+
+    The library comes from the worker's in-memory :class:`LibraryIndex` (one per user and
+    embedding model, kept across jobs and refreshed from the database's version stamps at
+    the first use in a run), so a warm worker reloads only what changed. Only chunks
+    embedded by the document's own model (and precision) are compared."""
 
     library: Library
     document_id: str
@@ -52,72 +54,76 @@ class Detection:
     weights: Weights
 
     @cached_property
-    def _rows(self) -> list[dict[str, Any]]:
-        return self.library.library_chunks(self.user_id)
-
-    @cached_property
     def model(self) -> str | None:
         """The model (and precision) of the document's vectors: the library is compared
         through this model's vectors only, never a mix of two."""
-        models = Counter(
-            r.get("embedding_model") for r in self._rows if r["document_id"] == self.document_id
-        )
-        return models.most_common(1)[0][0] if models else None
+        with self.library.store.session(self._queries) as s:
+            row = s.one(
+                "document_embedding_model",
+                {"document_id": self.document_id, "user_id": self.user_id},
+            )
+        return row["model"] if row else None
+
+    @cached_property
+    def _queries(self) -> dict[str, str]:
+        return self.library.queries
+
+    @cached_property
+    def shared(self) -> LibraryIndex:
+        """The user's index for the document's model, brought up to date."""
+        index = library_index(self.library.store, self.user_id, self.model)
+        with index.lock:
+            index.refresh(self.library.store)
+        return index
 
     @cached_property
     def new(self) -> list[ChunkView]:
-        return [
-            _view(r)
-            for r in self._rows
-            if r["document_id"] == self.document_id and r.get("embedding_model") == self.model
-        ]
-
-    @cached_property
-    def rest(self) -> list[ChunkView]:
-        return [
-            _view(r)
-            for r in self._rows
-            if r["document_id"] != self.document_id and r.get("embedding_model") == self.model
-        ]
+        with self.shared.lock:
+            return self.shared.chunks_of(self.document_id)
 
     @property
+    def rest(self) -> list[ChunkView]:
+        with self.shared.lock:
+            return [v for v in self.shared.views.values() if v.document_id != self.document_id]
+
+    @cached_property
     def other_model_documents(self) -> int:
         """Documents left out because their vectors come from another model or precision
         (a reprocess re-embeds them)."""
-        return len(
-            {
-                r["document_id"]
-                for r in self._rows
-                if r["document_id"] != self.document_id and r.get("embedding_model") != self.model
-            }
-            - {c.document_id for c in self.rest}
-        )
+        with self.library.store.session(self._queries) as s:
+            row = s.one(
+                "index_other_models",
+                {"user_id": self.user_id, "model": self.model, "document_id": self.document_id},
+            )
+        return int(row["n"]) if row else 0
 
-    @cached_property
+    @property
     def pool(self) -> dict[str, ChunkView]:
-        return unique_chunks(self.rest, self.new)
+        return self.shared.views
 
-    @cached_property
+    @property
     def index(self) -> VectorIndex:
-        return build_index(list(self.pool.values()))
+        return self.shared.vectors
 
-    @cached_property
+    @property
     def concepts(self) -> ConceptIndex:
-        return concept_index_for(list(self.pool.values()))
+        return self.shared.concepts
 
     @property
     def empty(self) -> bool:
-        return not self.new or not self.rest
+        return not self.new or len(self.shared) <= len(self.new)
 
-    @property
+    @cached_property
     def compared(self) -> int:
         """How many other documents (with embedded chunks) the document is compared with."""
-        return len({c.document_id for c in self.rest})
+        with self.shared.lock:
+            documents = self.shared.documents()
+        return len(documents - {self.document_id})
 
     def counts(self) -> dict[str, int]:
         counts = {
             "new_chunks": len(self.new),
-            "library_chunks": len(self.rest),
+            "library_chunks": len(self.shared) - len(self.new),
             "documents_compared": self.compared,
         }
         if self.other_model_documents:
@@ -126,18 +132,41 @@ class Detection:
 
     def run_batch(self, engine: str, batch: Sequence[ChunkView]) -> list[list[Any]]:
         """One engine over some of the document's chunks (rows as JSON-friendly lists)."""
-        chunks = list(self.pool.values())
-        if engine == "semantic":
-            rows: Sequence[Sequence[Any]] = semantic_engine(batch, self.index)
-        elif engine == "contradiction":
-            rows = contradiction_engine(
-                batch, chunks, index=self.index, concepts_index=self.concepts
-            )
-        else:
-            rows = thematic_engine(batch, chunks, index=self.index, concepts_index=self.concepts)
+        shared = self.shared
+        with shared.lock:
+            if engine == "semantic":
+                rows: Sequence[Sequence[Any]] = semantic_engine(batch, shared.vectors)
+            elif engine == "contradiction":
+                rows = contradiction_engine(
+                    batch,
+                    (),
+                    index=shared.vectors,
+                    concepts_index=shared.concepts,
+                    pool=shared.views,
+                    claims=shared.cache["claims"],
+                )
+            else:
+                rows = thematic_engine(
+                    batch,
+                    (),
+                    index=shared.vectors,
+                    concepts_index=shared.concepts,
+                    pool=shared.views,
+                    concepts_cache=shared.cache["concepts"],
+                )
         return [list(r) for r in rows]
 
     def combine(self, found: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+        with self.shared.lock:
+            return self._combine(found)
+
+    def _combine(self, found: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+        # another job of this process may have refreshed the shared index meanwhile (a
+        # document re-chunked): rows of chunks that are gone are dropped
+        found = {
+            engine: [r for r in rows if r[0] in self.pool and r[1] in self.pool]
+            for engine, rows in found.items()
+        }
         merged = combine(
             self.pool,
             semantic=[(s, t, float(x)) for s, t, x in found.get("semantic", [])],

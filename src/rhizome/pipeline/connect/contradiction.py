@@ -15,7 +15,7 @@ engine fast (the expensive part is one matrix multiply) and its precision reason
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from rhizome.pipeline.connect.concepts import (
@@ -172,16 +172,23 @@ def contradiction_engine(
     min_similarity: float = 0.3,
     min_score: float = 0.3,
     progress: Progress | None = None,
+    pool: Mapping[str, ChunkView] | None = None,
+    claims: MutableMapping[str, list[Claim]] | None = None,
 ) -> list[tuple[str, str, float, str]]:
     """``(source_chunk_id, target_chunk_id, score 0..1, reason)`` per opposing pair.
 
     Candidates are each new chunk's ``candidates`` nearest chunks of other documents with
     cosine >= ``min_similarity``; of those, pairs whose best opposing claim pair scores
     >= ``min_score`` are kept, ``top_k`` per new chunk.
+
+    ``pool`` (id -> chunk, the library and the new chunks; instead of ``library``) and
+    ``claims`` (a cache of each chunk's claims, kept by the caller between calls) let a
+    worker that keeps its library in memory skip the per-call work.
     """
     total = len(new)
     report(progress, "contradiction", 0, total)
-    pool = unique_chunks(library, new)
+    if pool is None:
+        pool = unique_chunks(library, new)
     if total == 0 or len(pool) < 2:
         report(progress, "contradiction", total, total)
         return []
@@ -197,7 +204,7 @@ def contradiction_engine(
             value = rarity_cache[concept] = max(0.05, concepts_index.rarity(concept))
         return value
 
-    claims_cache: dict[str, list[Claim]] = {}
+    claims_cache: MutableMapping[str, list[Claim]] = {} if claims is None else claims
 
     def claims_of(chunk: ChunkView) -> list[Claim]:
         found = claims_cache.get(chunk.id)

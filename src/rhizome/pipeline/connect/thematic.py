@@ -26,7 +26,7 @@ vectorised pass), not the vector index: the point is to link chunks that embeddi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -85,18 +85,27 @@ def thematic_engine(
     min_mentions: int = 2,
     max_topic_similarity: float = 0.6,
     progress: Progress | None = None,
+    pool: Mapping[str, ChunkView] | None = None,
+    concepts_cache: MutableMapping[str, set[str]] | None = None,
 ) -> list[tuple[str, str, float, str]]:
     """``(source_chunk_id, target_chunk_id, score 0..1, reason)``: at most ``top_k`` per
-    new chunk, one chunk per other document."""
+    new chunk, one chunk per other document.
+
+    ``pool`` (id -> chunk, the library and the new chunks, all of them in
+    ``concepts_index``; instead of ``library``) and ``concepts_cache`` (each chunk's
+    concept strings, kept by the caller between calls) let a worker that keeps its
+    library in memory skip the per-call work."""
     total = len(new)
     report(progress, "thematic", 0, total)
-    pool = unique_chunks(library, new)
+    indexed = pool is not None and concepts_index is not None
+    if pool is None:
+        pool = unique_chunks(library, new)
     if total == 0 or len(pool) < 2:
         report(progress, "thematic", total, total)
         return []
     if index is None:
         index = build_index(list(pool.values()))
-    ci = _with_chunks(concepts_index, list(pool.values()))
+    ci = _with_chunks(concepts_index, list(new) if indexed else list(pool.values()))
     generic = generic_ids()
     key_cache: dict[str, dict[int, int]] = {}
 
@@ -156,7 +165,7 @@ def thematic_engine(
                 found[other] = dict(per_concept)
         bridges[doc] = found
 
-    strings: dict[str, set[str]] = {}
+    strings: MutableMapping[str, set[str]] = {} if concepts_cache is None else concepts_cache
 
     def concepts_of(chunk: ChunkView) -> set[str]:
         if chunk.id not in strings:
