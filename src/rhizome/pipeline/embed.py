@@ -146,6 +146,7 @@ class MiniLMEmbedder:
         """Why the runtime is not the one asked for (None when it is)."""
         self._lock = threading.RLock()
         self._loading: Future[None] | None = None
+        self._loading_lock = threading.Lock()
         self.loading_step: str | None = None
         """What a long first load is doing ("Exporting the embedding model to ONNX…")."""
 
@@ -252,7 +253,8 @@ class MiniLMEmbedder:
         """Start loading in a background thread (once); the future completes when the model
         is in memory. A job waits on it with safe points in between, so a pause is not
         held up by an export or a cold import."""
-        with self._lock:
+        # not self._lock: the loading thread holds that one for the whole load
+        with self._loading_lock:
             if self._loading is None or (self._loading.done() and not self.loaded):
                 future: Future[None] = Future()
                 self._loading = future

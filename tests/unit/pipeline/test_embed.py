@@ -103,6 +103,26 @@ def test_minilm_embedder_is_cheap_to_construct() -> None:
         MiniLMEmbedder(precision="fp16")
 
 
+def test_minilm_load_async_does_not_wait_for_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job polls load_async() between safe points while the model loads in the
+    background (holding the model's lock): the poll must not wait for the load."""
+    release = threading.Event()
+    embedder = MiniLMEmbedder(precision="torch")
+
+    def slow_load() -> object:
+        release.wait()
+        embedder._model = object()
+        return embedder._model
+
+    monkeypatch.setattr(embedder, "_load", slow_load)
+    first = embedder.load_async()
+    again = embedder.load_async()  # would block here if it took the model's lock
+    assert again is first and not first.done() and not embedder.loaded
+    release.set()
+    first.result()
+    assert embedder.loaded and embedder.load_async().done()
+
+
 def test_minilm_without_onnx_runtime_keeps_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
     from rhizome.pipeline import minilm_onnx
 
