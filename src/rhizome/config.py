@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     retry_base_seconds: float = Field(60.0, ge=0)
     retry_cap_seconds: float = Field(1800.0, ge=0)
+    job_retention_days: float = Field(30.0, ge=0)
+    """Finished jobs (completed, cancelled, failed without a retry due) are deleted with
+    their timeline and checkpoints this many days after their last change, by the reaper
+    (0: keep them forever)."""
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
     embedder: str = "minilm"

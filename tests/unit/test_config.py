@@ -159,6 +159,7 @@ SAMPLES: dict[str, object] = {
     "shutdown_grace_seconds": 3.0,
     "retry_base_seconds": 5.0,
     "retry_cap_seconds": 99.0,
+    "job_retention_days": 7.0,
     "log_level": "DEBUG",
     "log_format": "json",
     "embedder": "http",

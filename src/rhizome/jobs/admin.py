@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from rhizome.errors import InvalidInputError, RhizomeError
@@ -237,6 +238,15 @@ class Admin:
 
     def clear_failed(self) -> int:
         return len(self._delete_where([JobStatus.FAILED], "cleared (failed)"))
+
+    def prune_finished(self, days: float) -> dict[str, float]:
+        """Delete finished jobs (completed, cancelled, failed with no retry due) last
+        changed more than ``days`` ago, with their timeline and checkpoints, then older
+        tombstones: what the reaper does with ``RHIZOME_JOB_RETENTION_DAYS``. All users'
+        jobs (an admin action of the whole installation)."""
+        from rhizome.jobs.retention import prune_finished
+
+        return prune_finished(self.store, self.storage, timedelta(days=days)).to_dict()
 
     def stop_all(self, reason: str = "stopped by an administrator (stop all)") -> int:
         """Force-fail every active job (pending or processing). Workers running one lose
