@@ -28,9 +28,15 @@ from rhizome.pipeline.connect import (
     semantic_engine,
     thematic_engine,
 )
+from rhizome.pipeline.connect.index import Neighbor
+from rhizome.pipeline.connect.model import embeddings_of
 
 ENGINE_BATCH = 64
 """Source chunks per checkpoint inside an engine."""
+SHARED_SEARCH_K = 10
+SHARED_SEARCH_FLOOR = 0.3
+"""One nearest-neighbour search per new chunk serves the semantic engine (top 5 at cosine
+>= 0.55) and the contradiction engine (10 candidates at >= 0.3, its defaults)."""
 
 ENGINE_LABELS = {
     "semantic": "Semantic similarity",
@@ -130,12 +136,47 @@ class Detection:
             counts["documents_other_model"] = self.other_model_documents
         return counts
 
+    @cached_property
+    def _run(self) -> dict[str, Any]:
+        """What the engines keep between batches of this run: each new chunk's nearest
+        chunks (one search shared by the semantic and contradiction engines), the
+        thematic engine's document-level results."""
+        return {"hits": {}, "thematic": {}}
+
+    def _hits(self, batch: Sequence[ChunkView]) -> list[list[Neighbor]]:
+        hits: dict[str, list[Neighbor]] = self._run["hits"]
+        missing = [c for c in batch if c.id not in hits]
+        if missing:
+            # the whole document at once: one pass over the library's vectors, not one
+            # per batch
+            wanted = {c.id for c in missing}
+            missing += [c for c in self.new if c.id not in hits and c.id not in wanted]
+            documents = {c.document_id for c in missing}
+            if len(documents) == 1:  # one document's chunks: one column mask for all
+                found = self.shared.vectors.search(
+                    embeddings_of(missing),
+                    SHARED_SEARCH_K,
+                    exclude_document_ids=documents,
+                    min_score=SHARED_SEARCH_FLOOR,
+                )
+            else:
+                found = self.shared.vectors.search(
+                    embeddings_of(missing),
+                    SHARED_SEARCH_K,
+                    query_document_ids=[c.document_id for c in missing],
+                    min_score=SHARED_SEARCH_FLOOR,
+                )
+            hits.update(zip((c.id for c in missing), found, strict=True))
+        return [hits[c.id] for c in batch]
+
     def run_batch(self, engine: str, batch: Sequence[ChunkView]) -> list[list[Any]]:
         """One engine over some of the document's chunks (rows as JSON-friendly lists)."""
         shared = self.shared
         with shared.lock:
             if engine == "semantic":
-                rows: Sequence[Sequence[Any]] = semantic_engine(batch, shared.vectors)
+                rows: Sequence[Sequence[Any]] = semantic_engine(
+                    batch, shared.vectors, hits=self._hits
+                )
             elif engine == "contradiction":
                 rows = contradiction_engine(
                     batch,
@@ -144,6 +185,7 @@ class Detection:
                     concepts_index=shared.concepts,
                     pool=shared.views,
                     claims=shared.cache["claims"],
+                    hits=self._hits,
                 )
             else:
                 rows = thematic_engine(
@@ -153,6 +195,7 @@ class Detection:
                     concepts_index=shared.concepts,
                     pool=shared.views,
                     concepts_cache=shared.cache["concepts"],
+                    run_cache=self._run["thematic"],
                 )
         return [list(r) for r in rows]
 
@@ -177,6 +220,7 @@ class Detection:
             concepts_index=self.concepts
             if self.weights.contradiction > 0 or self.weights.thematic > 0
             else None,
+            concepts_cache=self.shared.cache["concepts"],
         )
         return [
             {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 
 from rhizome.pipeline.connect.concepts import (
     ConceptIndex,
@@ -30,13 +30,32 @@ __all__ = ["combine", "combined_score", "detect_connections"]
 
 
 def _semantic_reason(
-    score: float, source: ChunkView, target: ChunkView, ci: ConceptIndex | None
+    score: float,
+    source: ChunkView,
+    target: ChunkView,
+    ci: ConceptIndex | None,
+    cache: MutableMapping[str, set[str]] | None = None,
+    forms: dict[str, dict[str, str]] | None = None,
 ) -> str:
-    shared = extract_concepts(source.text) & extract_concepts(target.text)
+    def concepts(chunk: ChunkView) -> set[str]:
+        if cache is None:
+            return extract_concepts(chunk.text)
+        found = cache.get(chunk.id)
+        if found is None:
+            found = cache[chunk.id] = extract_concepts(chunk.text)
+        return found
+
+    shared = concepts(source) & concepts(target)
     text = f"similar content (cosine {score:.2f})"
     if shared:
         named = rank_concepts(shared, ci, limit=3)
-        text += f"; shared concepts {quote(named, surface_forms(source.text))}"
+        if forms is None:
+            surface = surface_forms(source.text)
+        elif source.id in forms:
+            surface = forms[source.id]
+        else:
+            surface = forms[source.id] = surface_forms(source.text)
+        text += f"; shared concepts {quote(named, surface)}"
     return text
 
 
@@ -50,6 +69,7 @@ def combine(
     weights: Weights = Weights(),
     min_combined: float = 0.15,
     concepts_index: ConceptIndex | None = None,
+    concepts_cache: MutableMapping[str, set[str]] | None = None,
 ) -> list[FoundConnection]:
     """One :class:`FoundConnection` per chunk pair, kept if ``combined >= min_combined``.
 
@@ -63,9 +83,11 @@ def combine(
     ``chunks`` maps every id the engines mention to its view. Pairs are directed from a
     new chunk to a library chunk; a pair between two new chunks (several new documents at
     once) is reported once. Never within a document, never a chunk with itself. Order:
-    combined desc, then source id, then target id.
+    combined desc, then source id, then target id. ``concepts_cache`` keeps each chunk's
+    concept strings between calls (a worker's in-memory library).
     """
     fresh = set(new_ids)
+    forms: dict[str, dict[str, str]] = {}
     merged: dict[tuple[str, str], dict[str, tuple[float, str]]] = {}
 
     def put(engine: str, source: str, target: str, score: float, reason: str) -> None:
@@ -104,7 +126,12 @@ def combine(
             reason = slot[engine][1]
             if engine == "semantic":
                 reason = _semantic_reason(
-                    scores[engine], chunks[source], chunks[target], concepts_index
+                    scores[engine],
+                    chunks[source],
+                    chunks[target],
+                    concepts_index,
+                    concepts_cache,
+                    forms,
                 )
             parts.append((weights.of(engine) * scores[engine], reason))
         parts.sort(key=lambda p: -p[0])

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -353,12 +354,40 @@ def is_generic(concept: str) -> bool:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def generic_ids() -> npt.NDArray[np.uint32]:
-    """Sorted hashed ids of every generic concept (unigrams and bigrams of generic words)."""
+    """Sorted hashed ids of every generic concept (unigrams and bigrams of generic words;
+    computed once, read-only)."""
     keys = sorted(_GENERIC_KEYS)
     ids = {concept_id(k) for k in keys}
     ids.update(concept_id(f"{a} {b}") for a in keys for b in keys if a != b)
-    return np.array(sorted(ids), dtype=np.uint32)
+    out = np.array(sorted(ids), dtype=np.uint32)
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=1)
+def _generic_buckets() -> npt.NDArray[np.bool_]:
+    """A bucket bitmap of :func:`generic_ids`: a cheap first test before the exact one."""
+    table = np.zeros(1 << _BUCKET_BITS, dtype=bool)
+    table[generic_ids() & _BUCKET_MASK] = True
+    return table
+
+
+def _excluded(
+    ids: npt.NDArray[np.uint32], exclude: npt.NDArray[np.uint32]
+) -> npt.NDArray[np.bool_]:
+    """``np.isin(ids, exclude)``, through the bucket bitmap for the generic concepts (a
+    sort of the big generic list per call cost more than the rest of a keyphrase query)."""
+    if exclude is not generic_ids():
+        found: npt.NDArray[np.bool_] = np.isin(ids, exclude)
+        return found
+    hit: npt.NDArray[np.bool_] = _generic_buckets()[ids & _BUCKET_MASK]
+    if hit.any():  # exact check of the bucket hits (generic_ids is sorted)
+        candidates = ids[hit]
+        at = np.minimum(np.searchsorted(exclude, candidates), exclude.size - 1)
+        hit[hit] = exclude[at] == candidates
+    return hit
 
 
 # --- hashed concept ids ------------------------------------------------------------------
@@ -485,6 +514,62 @@ class _Flat:
     document_ids: list[str]
 
 
+class _Flats:
+    """:class:`_Flat` segments kept up to date as documents come and go: a new batch of
+    chunks is one more segment, a removed chunk a dead row, so a worker's library index
+    is not flattened again (seconds at 100k chunks) for every document it takes in. Row
+    and document numbers are global to the segments and never reused; once dead entries
+    or segments pile up, the owner flattens everything again."""
+
+    def __init__(self, base: _Flat) -> None:
+        self.segments = [base]
+        self.chunk_ids: list[str] = list(base.chunk_ids)
+        self.document_ids: list[str] = list(base.document_ids)
+        self.row_of = {c: i for i, c in enumerate(self.chunk_ids)}
+        self.doc_code = {d: i for i, d in enumerate(self.document_ids)}
+        self.alive = np.ones(len(self.chunk_ids), dtype=bool)
+        self.sizes = np.bincount(base.rows, minlength=len(self.chunk_ids)).astype(np.int64)
+        self.entries = int(base.ids.size)
+        self.dead_entries = 0
+
+    @property
+    def worn(self) -> bool:
+        return len(self.segments) > 16 or self.dead_entries > max(4096, self.entries // 4)
+
+    def append(self, rows: list[tuple[str, _Row]]) -> None:
+        start = len(self.chunk_ids)
+        codes = []
+        for chunk_id, row in rows:
+            self.row_of[chunk_id] = len(self.chunk_ids)
+            self.chunk_ids.append(chunk_id)
+            codes.append(self.doc_code.setdefault(row.document_id, len(self.doc_code)))
+            if codes[-1] == len(self.document_ids):
+                self.document_ids.append(row.document_id)
+        sizes = np.fromiter((r.ids.size for _, r in rows), dtype=np.int64, count=len(rows))
+        entry_rows = np.repeat(np.arange(start, start + len(rows), dtype=np.int64), sizes)
+        entry_docs = np.repeat(np.asarray(codes, dtype=np.int64), sizes)
+        self.segments.append(
+            _Flat(
+                ids=np.concatenate([r.ids for _, r in rows]),
+                counts=np.concatenate([r.counts for _, r in rows]),
+                rows=entry_rows,
+                docs=entry_docs,
+                chunk_ids=[],
+                document_ids=[],
+            )
+        )
+        self.alive = np.concatenate([self.alive, np.ones(len(rows), dtype=bool)])
+        self.sizes = np.concatenate([self.sizes, sizes])
+        self.entries += int(sizes.sum())
+
+    def kill(self, chunk_ids: Iterable[str]) -> None:
+        for chunk_id in chunk_ids:
+            row = self.row_of.pop(chunk_id, None)
+            if row is not None and self.alive[row]:
+                self.alive[row] = False
+                self.dead_entries += int(self.sizes[row])
+
+
 @dataclass(frozen=True)
 class ConceptHit:
     """A chunk that contains a looked-up concept id."""
@@ -505,7 +590,7 @@ class ConceptIndex:
     def __init__(self) -> None:
         self._rows: dict[str, _Row] = {}
         self._df = np.zeros(1 << _BUCKET_BITS, dtype=np.int32)
-        self._flat: _Flat | None = None
+        self._flat: _Flats | None = None
         self._doc_df = np.zeros(1 << _BUCKET_BITS, dtype=np.int32)
         self._doc_chunks: dict[str, set[str]] = {}
         self._doc_counts: dict[str, tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]] = {}
@@ -567,7 +652,8 @@ class ConceptIndex:
             _bump(self._doc_df, np.concatenate(fresh), 1)
         for doc in docs:
             self._doc_counts.pop(doc, None)
-        self._flat = None
+        if self._flat is not None and hashed:
+            self._flat.append([(chunk_id, self._rows[chunk_id]) for chunk_id in batch])
 
     def remove_document(self, document_id: str) -> int:
         """Forget every chunk of a document; returns how many were removed."""
@@ -579,7 +665,8 @@ class ConceptIndex:
         _bump(self._df, np.concatenate([r.ids for r in rows]), -1)
         del self._doc_chunks[document_id]
         self._doc_counts.pop(document_id, None)
-        self._flat = None
+        if self._flat is not None:
+            self._flat.kill(gone)
         return len(gone)
 
     def _drop(self, chunk_id: str) -> None:
@@ -594,7 +681,8 @@ class ConceptIndex:
         gone = np.setdiff1d(before, self._doc_ids(document_id), assume_unique=True)
         _bump(self._doc_df, gone, -1)
         self._doc_counts.pop(document_id, None)
-        self._flat = None
+        if self._flat is not None:
+            self._flat.kill([chunk_id])
 
     def _doc_ids(self, document_id: str) -> npt.NDArray[np.uint32]:
         """Sorted unique concept ids of a document (uncached)."""
@@ -652,7 +740,7 @@ class ConceptIndex:
         rarity = self.document_rarities(ids)
         keep = (rarity >= min_rarity) & (counts >= min_mentions)
         if exclude is not None and exclude.size:
-            keep &= ~np.isin(ids, exclude)
+            keep &= ~_excluded(ids, exclude)
         ids, counts, rarity = ids[keep], counts[keep], rarity[keep]
         order = np.lexsort((ids, -(counts * rarity)))[:k]
         return dict(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
@@ -705,29 +793,48 @@ class ConceptIndex:
         wanted = np.fromiter(set(concept_ids), dtype=np.uint32)
         if wanted.size == 0 or not self._rows:
             return []
-        flat = self._flat_view()
+        flats = self._flat_view()
         bitmap = np.zeros(1 << _BUCKET_BITS, dtype=bool)
         bitmap[wanted & _BUCKET_MASK] = True
-        candidates = np.flatnonzero(bitmap[flat.ids & _BUCKET_MASK])
-        positions = candidates[np.isin(flat.ids[candidates], wanted)]
-        concepts_ = flat.ids[positions]
-        counts = flat.counts[positions].astype(np.int64)
-        if min_mentions > 1 and positions.size:
-            key = (flat.docs[positions].astype(np.uint64) << np.uint64(32)) | concepts_.astype(
-                np.uint64
+        parts: list[tuple[npt.NDArray[Any], ...]] = []
+        for flat in flats.segments:
+            candidates = np.flatnonzero(bitmap[flat.ids & _BUCKET_MASK])
+            positions = candidates[np.isin(flat.ids[candidates], wanted)]
+            positions = positions[flats.alive[flat.rows[positions]]]
+            parts.append(
+                (
+                    flat.ids[positions],
+                    flat.counts[positions],
+                    flat.rows[positions],
+                    flat.docs[positions],
+                )
             )
+        concepts_ = np.concatenate([p[0] for p in parts])
+        counts = np.concatenate([p[1] for p in parts]).astype(np.int64)
+        entry_rows = np.concatenate([p[2] for p in parts])
+        entry_docs = np.concatenate([p[3] for p in parts])
+        if min_mentions > 1 and concepts_.size:
+            key = (entry_docs.astype(np.uint64) << np.uint64(32)) | concepts_.astype(np.uint64)
             unique, inverse = np.unique(key, return_inverse=True)
             per_doc = np.bincount(inverse, weights=counts, minlength=unique.size)
             keep = per_doc[inverse] >= min_mentions
-            positions, concepts_, counts = positions[keep], concepts_[keep], counts[keep]
-        rows = flat.rows[positions].tolist()
-        docs = flat.docs[positions].tolist()
+            concepts_, counts = concepts_[keep], counts[keep]
+            entry_rows, entry_docs = entry_rows[keep], entry_docs[keep]
+        chunk_ids, document_ids = flats.chunk_ids, flats.document_ids
         return [
-            ConceptHit(flat.chunk_ids[r], flat.document_ids[d], c, n)
-            for r, d, c, n in zip(rows, docs, concepts_.tolist(), counts.tolist(), strict=True)
+            ConceptHit(chunk_ids[r], document_ids[d], c, n)
+            for r, d, c, n in zip(
+                entry_rows.tolist(),
+                entry_docs.tolist(),
+                concepts_.tolist(),
+                counts.tolist(),
+                strict=True,
+            )
         ]
 
-    def _flat_view(self) -> _Flat:
+    def _flat_view(self) -> _Flats:
+        if self._flat is not None and self._flat.worn:
+            self._flat = None
         if self._flat is None:
             chunk_ids = list(self._rows)
             rows = [self._rows[c] for c in chunk_ids]
@@ -739,17 +846,19 @@ class ConceptIndex:
             )
             sizes = np.fromiter((r.ids.size for r in rows), dtype=np.int64, count=len(rows))
             row_of_entry = np.repeat(np.arange(len(rows), dtype=np.int64), sizes)
-            self._flat = _Flat(
-                ids=np.concatenate([r.ids for r in rows]) if rows else _EMPTY_IDS,
-                counts=(
-                    np.concatenate([r.counts for r in rows])
-                    if rows
-                    else np.zeros(0, dtype=np.uint16)
-                ),
-                rows=row_of_entry,
-                docs=row_docs[row_of_entry],
-                chunk_ids=chunk_ids,
-                document_ids=list(doc_code),
+            self._flat = _Flats(
+                _Flat(
+                    ids=np.concatenate([r.ids for r in rows]) if rows else _EMPTY_IDS,
+                    counts=(
+                        np.concatenate([r.counts for r in rows])
+                        if rows
+                        else np.zeros(0, dtype=np.uint16)
+                    ),
+                    rows=row_of_entry,
+                    docs=row_docs[row_of_entry],
+                    chunk_ids=chunk_ids,
+                    document_ids=list(doc_code),
+                )
             )
         return self._flat
 

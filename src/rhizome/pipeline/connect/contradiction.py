@@ -29,7 +29,7 @@ from rhizome.pipeline.connect.concepts import (
     tokens,
     word_set,
 )
-from rhizome.pipeline.connect.index import VectorIndex
+from rhizome.pipeline.connect.index import Neighbor, VectorIndex
 from rhizome.pipeline.connect.model import (
     ChunkView,
     Progress,
@@ -174,6 +174,7 @@ def contradiction_engine(
     progress: Progress | None = None,
     pool: Mapping[str, ChunkView] | None = None,
     claims: MutableMapping[str, list[Claim]] | None = None,
+    hits: Callable[[Sequence[ChunkView]], list[list[Neighbor]]] | None = None,
 ) -> list[tuple[str, str, float, str]]:
     """``(source_chunk_id, target_chunk_id, score 0..1, reason)`` per opposing pair.
 
@@ -183,7 +184,8 @@ def contradiction_engine(
 
     ``pool`` (id -> chunk, the library and the new chunks; instead of ``library``) and
     ``claims`` (a cache of each chunk's claims, kept by the caller between calls) let a
-    worker that keeps its library in memory skip the per-call work.
+    worker that keeps its library in memory skip the per-call work; ``hits`` (as for
+    :func:`~rhizome.pipeline.connect.semantic_engine`) shares one search between engines.
     """
     total = len(new)
     report(progress, "contradiction", 0, total)
@@ -216,12 +218,17 @@ def contradiction_engine(
     step = 64
     for start in range(0, total, step):
         batch = new[start : start + step]
-        neighbours = index.search(
-            embeddings_of(batch),
-            candidates,
-            query_document_ids=[c.document_id for c in batch],
-            min_score=min_similarity,
-        )
+        if hits is None:
+            neighbours = index.search(
+                embeddings_of(batch),
+                candidates,
+                query_document_ids=[c.document_id for c in batch],
+                min_score=min_similarity,
+            )
+        else:
+            neighbours = [
+                [n for n in near if n[2] >= min_similarity][:candidates] for near in hits(batch)
+            ]
         for chunk, near in zip(batch, neighbours, strict=True):
             own = claims_of(chunk)
             found: list[tuple[float, str, str]] = []

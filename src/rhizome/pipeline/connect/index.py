@@ -269,12 +269,29 @@ class VectorIndex:
                 self._doc_sum[code] = self._doc_sum.get(code, 0.0) + sign * total
 
     def _compact(self, keep: npt.NDArray[np.bool_]) -> None:
+        """Drop the rows not kept, in place and in order: the runs of kept rows after the
+        first gap move down (a memmove each; a worker's index loses one document's rows
+        at a time, so there are few runs), and only the ids that moved get a new row."""
         gone = ~keep
-        if gone.any():
-            self._add_sums(self._codes[: self._n][gone], self._matrix[: self._n][gone], -1)
-        kept = int(keep.sum())
-        self._matrix[:kept] = self._matrix[: self._n][keep]
-        self._codes[:kept] = self._codes[: self._n][keep]
-        self._ids = [i for i, k in zip(self._ids, keep.tolist(), strict=True) if k]
-        self._row_of = {chunk_id: row for row, chunk_id in enumerate(self._ids)}
-        self._n = kept
+        if not gone.any():
+            return
+        self._add_sums(self._codes[: self._n][gone], self._matrix[: self._n][gone], -1)
+        first = int(np.argmax(gone))
+        # runs of kept rows at or after the first gap: [start, stop)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], keep[first:].view(np.int8), [0]))))
+        starts, stops = edges[0::2] + first, edges[1::2] + first
+        write = first
+        kept_ids: list[str] = self._ids[:first]
+        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            size = stop - start
+            if write != start:
+                self._matrix[write : write + size] = self._matrix[start:stop]
+                self._codes[write : write + size] = self._codes[start:stop]
+            kept_ids.extend(self._ids[start:stop])
+            write += size
+        for chunk_id in self._ids[first:]:
+            self._row_of.pop(chunk_id, None)
+        self._ids = kept_ids
+        for row in range(first, write):
+            self._row_of[kept_ids[row]] = row
+        self._n = write

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +88,7 @@ def thematic_engine(
     progress: Progress | None = None,
     pool: Mapping[str, ChunkView] | None = None,
     concepts_cache: MutableMapping[str, set[str]] | None = None,
+    run_cache: MutableMapping[str, Any] | None = None,
 ) -> list[tuple[str, str, float, str]]:
     """``(source_chunk_id, target_chunk_id, score 0..1, reason)``: at most ``top_k`` per
     new chunk, one chunk per other document.
@@ -94,7 +96,9 @@ def thematic_engine(
     ``pool`` (id -> chunk, the library and the new chunks, all of them in
     ``concepts_index``; instead of ``library``) and ``concepts_cache`` (each chunk's
     concept strings, kept by the caller between calls) let a worker that keeps its
-    library in memory skip the per-call work."""
+    library in memory skip the per-call work. ``run_cache`` keeps the document-level
+    results (keyphrases, bridges, topic similarities) between calls over batches of the
+    same new chunks against an unchanged library."""
     total = len(new)
     report(progress, "thematic", 0, total)
     indexed = pool is not None and concepts_index is not None
@@ -107,7 +111,8 @@ def thematic_engine(
         index = build_index(list(pool.values()))
     ci = _with_chunks(concepts_index, list(new) if indexed else list(pool.values()))
     generic = generic_ids()
-    key_cache: dict[str, dict[int, int]] = {}
+    run: MutableMapping[str, Any] = {} if run_cache is None else run_cache
+    key_cache: dict[str, dict[int, int]] = run.setdefault("keys", {})
 
     def keys_of(doc: str) -> dict[int, int]:
         if doc not in key_cache:
@@ -120,7 +125,7 @@ def thematic_engine(
             )
         return key_cache[doc]
 
-    centroids: dict[str, npt.NDArray[np.float32] | None] = {}
+    centroids: dict[str, npt.NDArray[np.float32] | None] = run.setdefault("centroids", {})
 
     def centroid(doc: str) -> npt.NDArray[np.float32] | None:
         if doc not in centroids:
@@ -140,9 +145,9 @@ def thematic_engine(
 
     # 1. Document-level bridges of each new document: shared keyphrases, other topics.
     #    bridges[D][E] = {concept: {chunk of E: mentions}}
-    bridges: dict[str, dict[str, dict[int, dict[str, int]]]] = {}
-    topics: dict[tuple[str, str], float] = {}
-    for doc in sorted({c.document_id for c in new}):
+    bridges: dict[str, dict[str, dict[int, dict[str, int]]]] = run.setdefault("bridges", {})
+    topics: dict[tuple[str, str], float] = run.setdefault("topics", {})
+    for doc in sorted({c.document_id for c in new} - bridges.keys()):
         mine = keys_of(doc)
         found: dict[str, dict[int, dict[str, int]]] = {}
         if mine:
@@ -166,6 +171,13 @@ def thematic_engine(
         bridges[doc] = found
 
     strings: MutableMapping[str, set[str]] = {} if concepts_cache is None else concepts_cache
+    rarities: dict[str | int, float] = run.setdefault("rarities", {})
+
+    def rarity(concept: str | int) -> float:
+        found = rarities.get(concept)
+        if found is None:
+            found = rarities[concept] = ci.document_rarity(concept)
+        return found
 
     def concepts_of(chunk: ChunkView) -> set[str]:
         if chunk.id not in strings:
@@ -188,7 +200,7 @@ def thematic_engine(
                     weight[target_id] += count
             target_id = min(weight, key=lambda t: (-weight[t], t))
             with_target = {c for c in concepts_here if target_id in per_concept[c]}
-            score = _bridge_score(ci.document_rarity(c) for c in with_target)
+            score = _bridge_score(rarity(c) for c in with_target)
             candidates.append((score, target_id, with_target))
         candidates.sort(key=lambda c: (-c[0], c[1]))
         forms: dict[str, str] | None = None
@@ -206,7 +218,7 @@ def thematic_engine(
             if not real:
                 continue
             kept += 1
-            score = _bridge_score(ci.document_rarity(c) for c in real)
+            score = _bridge_score(rarity(c) for c in real)
             if forms is None:
                 forms = surface_forms(chunk.text)
             similarity = topics[(chunk.document_id, target.document_id)]

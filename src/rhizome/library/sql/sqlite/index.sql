@@ -6,9 +6,10 @@
 SELECT document_id, version FROM library_index_versions WHERE user_id = :user_id;
 
 -- name: index_chunks
+-- (+: through the (document_id, chunk_index) index, not by scanning the user's chunks)
 SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
-WHERE c.user_id = :user_id AND c.embedding IS NOT NULL AND c.embedding_model = :model
+WHERE +c.user_id = :user_id AND c.embedding IS NOT NULL AND +c.embedding_model = :model
   AND c.document_id IN (SELECT value FROM json_each(:documents))
 ORDER BY c.document_id, c.chunk_index;
 
@@ -31,5 +32,5 @@ WHERE NOT EXISTS (
 
 -- name: document_embedding_model
 SELECT embedding_model AS model, count(*) AS n FROM chunks
-WHERE document_id = :document_id AND user_id = :user_id AND embedding IS NOT NULL
+WHERE document_id = :document_id AND +user_id = :user_id AND embedding IS NOT NULL
 GROUP BY embedding_model ORDER BY n DESC LIMIT 1;
