@@ -87,9 +87,7 @@ class LibraryIndex:
         if changed:
             with store.session(queries) as s:
                 if not self.versions:  # the first load: the whole library at once
-                    rows = s.all(
-                        "index_all_chunks", {"user_id": self.user_id, "model": self.model}
-                    )
+                    rows = s.all("index_all_chunks", {"user_id": self.user_id, "model": self.model})
                 else:
                     for part in range(0, len(changed), 500):
                         rows += s.all(
