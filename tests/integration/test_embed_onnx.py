@@ -58,7 +58,7 @@ def _spread(items: list[str], n: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def passages() -> list[str]:
-    """~300 passages: Moby-Dick spread over the book, and the start of each web page."""
+    """~230 passages: Moby-Dick spread over the book, and the start of each web page."""
     texts = _spread(_chunks(CORPUS / "epub" / "moby-dick.epub"), MOBY_PASSAGES)
     for page in PAGES:
         texts += _chunks(CORPUS / "html" / page)[:PAGE_PASSAGES]
@@ -89,7 +89,7 @@ def _quality(vectors: np.ndarray, reference: np.ndarray) -> dict[str, float]:
 
 
 def test_int8_passes_the_quality_gate(passages: list[str], reference: np.ndarray) -> None:
-    assert len(passages) >= 250
+    assert len(passages) >= 200
     int8 = MiniLMEmbedder()  # the default precision
     vectors = int8.embed(passages)
     assert int8.runtime == "onnx" and int8.precision == "int8" and int8.fallback is None
