@@ -87,3 +87,31 @@ def test_vector_index_removals_in_place_keep_order_and_sums() -> None:
             centroid = index.centroid(doc)
             assert centroid is not None
             assert np.allclose(centroid, total / np.linalg.norm(total), atol=1e-5)
+
+
+def test_search_with_a_floor_is_exact() -> None:
+    """Above a floor, the vector index sorts only the scores that pass it (when few do):
+    the answer is the exact top-k of a brute force, ties by insertion order."""
+    import numpy as np
+
+    from rhizome.pipeline.connect import VectorIndex
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n, dim = int(rng.integers(50, 3000)), 16
+        matrix = rng.standard_normal((n, dim)).astype(np.float32)
+        docs = [f"d{i % 37}" for i in range(n)]
+        index = VectorIndex.from_arrays([f"c{i}" for i in range(n)], docs, matrix)
+        index._block_bytes = int(rng.integers(4096, 200_000))  # several row blocks
+        queries = rng.standard_normal((int(rng.integers(1, 40)), dim)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        floor, k = float(rng.uniform(0.3, 0.8)), int(rng.integers(1, 12))
+        own = [f"d{int(x)}" for x in rng.integers(0, 37, len(queries))]
+        got = index.search(queries, k, query_document_ids=own, min_score=floor)
+        unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+        for q, hits in enumerate(got):
+            scores = unit @ queries[q]
+            best = sorted(
+                (-float(scores[i]), i) for i in range(n) if docs[i] != own[q] and scores[i] >= floor
+            )[:k]
+            assert [h[0] for h in hits] == [f"c{i}" for _, i in best]

@@ -31,6 +31,32 @@ def normalize_rows(matrix: npt.ArrayLike) -> FloatMatrix:
     return m
 
 
+def _top_above(
+    scores: FloatMatrix, k: int, floor: float
+) -> tuple[FloatMatrix, npt.NDArray[np.int64]] | None:
+    """The ``k`` best columns per row among those scoring at least ``floor``, as
+    ``(scores, columns)`` of width ``k`` padded with -inf; None when too many pass the
+    floor for this to beat a partial sort of every row. With a floor (the engines search
+    down to cosine 0.3) most of a large library is below it, so sorting the few that pass
+    costs a fraction of an ``argpartition`` over every score."""
+    passed = scores >= floor
+    count = int(np.count_nonzero(passed))
+    if count > scores.size // 32:
+        return None
+    rows, cols = np.nonzero(passed)
+    values = scores[rows, cols]
+    order = np.lexsort((cols, -values, rows))  # per row: best first, ties by column
+    rows, cols, values = rows[order], cols[order], values[order]
+    first = np.searchsorted(rows, np.arange(scores.shape[0]))
+    rank = np.arange(rows.size) - first[rows]
+    keep = rank < k
+    out_scores = np.full((scores.shape[0], k), -np.inf, dtype=np.float32)
+    out_cols = np.zeros((scores.shape[0], k), dtype=np.int64)
+    out_scores[rows[keep], rank[keep]] = values[keep]
+    out_cols[rows[keep], rank[keep]] = cols[keep]
+    return out_scores, out_cols
+
+
 class VectorIndex:
     """Exact cosine search over normalised vectors, grouped by document."""
 
@@ -210,7 +236,10 @@ class VectorIndex:
                 if own_block is not None:
                     scores[codes[None, r_start:r_stop] == own_block] = -np.inf
                 width = r_stop - r_start
-                if kk < width:
+                sparse = _top_above(scores, kk, floor) if kk < width and floor > -np.inf else None
+                if sparse is not None:
+                    scores, top = sparse
+                elif kk < width:
                     top = np.argpartition(scores, width - kk, axis=1)[:, width - kk :]
                     scores = np.take_along_axis(scores, top, axis=1)
                 else:
