@@ -217,9 +217,10 @@ def run_document(
     redone: list[int] = []
     loads: list[float] = []
     at_chunk: list[int] = []
+    kept: list[str] = []  # paused jobs (chunked, mid-embedding) for the model-load trials
     proc = worker(env_for(precision))
     try:
-        for _ in range(trials):
+        for trial in range(trials):
             job = add_bytes(store, storage, data, filename=path.name).job
 
             def embedding(j: str = job.id) -> bool:
@@ -244,27 +245,40 @@ def run_document(
             )
             after = embedded_at(root, store.get(job.id).last_checkpoint_path)
             redone.append(before + EMBED_BATCH - after)  # 0: the next batch, nothing redone
-            finish(job.id)
-        # a pause while a fresh worker is still loading the model
-        for _ in range(load_trials):
+            if trial >= trials - load_trials:
+                store.request_pause(job.id)
+                wait(lambda j=job.id: store.get(j).status is JobStatus.PAUSED, timeout=120)
+                kept.append(job.id)
+            else:
+                finish(job.id)
+        # a pause while a fresh worker is still loading the model: a paused job (already
+        # chunked) resumed in a new worker process goes straight to the embed stage
+        for job_id in kept:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-            job = add_bytes(store, storage, data, filename=path.name).job
             proc = worker(env_for(load_precision))
+            before_events = len(store.events(job_id))
+            store.resume(job_id)
             wait(
-                lambda j=job.id: progress_of(store, j).get("substage") == "load_model",
+                lambda j=job_id: progress_of(store, j).get("substage") == "load_model",
                 timeout=300,
-                every=0.01,
+                every=0.005,
             )
             time.sleep(random.uniform(0, 1.0))
-            store.request_pause(job.id)
-            wait(lambda j=job.id: store.get(j).status is JobStatus.PAUSED, timeout=120)
-            loads.append(pause_latency_ms(store, job.id))
-            finish(job.id)
+            store.request_pause(job_id)
+            wait(lambda j=job_id: store.get(j).status is JobStatus.PAUSED, timeout=120)
+            events = store.events(job_id)[before_events:]
+            asked = next(e.at for e in events if e.message == "pause requested")
+            stopped = next(e.at for e in events if e.to_status == "paused")
+            loads.append((stopped - asked).total_seconds() * 1000)
+            finish(job_id)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         store.close()
+        print(
+            json.dumps({"latencies": latencies, "redone": redone, "loads": loads}), file=sys.stderr
+        )
     out: dict[str, object] = {
         "document": path.name,
         "precision": precision,

@@ -124,15 +124,19 @@ def test_the_reaper_prunes_once_per_interval_and_not_when_off(
     db_url: str,
 ) -> None:
     monkeypatch.setattr(retention, "_LAST", {})
-    retention.prune_due(store, storage, days=0)  # retention off: nothing goes
+    retention.prune_due(store, storage, days=30, wait=True)  # a first heartbeat: not yet
+    assert _exists(store, history["done"])
+    monkeypatch.setattr(retention, "FIRST_DELAY_SECONDS", 0.0)
+    monkeypatch.setattr(retention, "_LAST", {})
+    retention.prune_due(store, storage, days=0, wait=True)  # retention off: nothing goes
     assert _exists(store, history["done"])
     monkeypatch.setattr(retention, "_LAST", {})
-    retention.prune_due(store, storage, days=30)
+    retention.prune_due(store, storage, days=30, wait=True)
     assert not _exists(store, history["done"]) and _exists(store, history["pending"])
     # within the interval the reaper does not prune again
     newer = run_inline("noop", {}, store=store, storage=storage).job
     backdate(db_url, [newer.id])
-    retention.prune_due(store, storage, days=30)
+    retention.prune_due(store, storage, days=30, wait=True)
     assert _exists(store, newer.id)
 
 

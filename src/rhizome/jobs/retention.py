@@ -34,6 +34,8 @@ BATCH = 1000
 """Jobs per transaction."""
 EVERY_SECONDS = 3600.0
 """How often the reaper of one process prunes."""
+FIRST_DELAY_SECONDS = 60.0
+"""How long after a process's first heartbeat its reaper first prunes."""
 MAX_BATCHES = 50
 """Batches per reaper run (50,000 jobs); the rest waits for the next run, so a heartbeat
 is never held up for long by a first prune of a large backlog."""
@@ -105,19 +107,47 @@ def prune_finished(
 
 
 _LAST: dict[str, float] = {}
+_RUNNING: set[str] = set()
 _LOCK = threading.Lock()
 
 
-def prune_due(store: SqlJobStore, storage: Storage | None, days: float | None = None) -> None:
+def prune_due(
+    store: SqlJobStore,
+    storage: Storage | None,
+    days: float | None = None,
+    *,
+    wait: bool = False,
+) -> None:
     """The reaper's part (a worker's heartbeat): prune once per :data:`EVERY_SECONDS` per
     process and database, when retention is on (``days`` or the ``job_retention_days``
-    setting > 0). Never raises: a failed prune is logged and tried at the next run."""
+    setting > 0), in a background thread so the heartbeat is never held up (``wait``: in
+    the caller's thread). Never raises: a failed prune is logged and tried at the next
+    run."""
     key = str(getattr(store, "url", id(store)))
     now = time.monotonic()
     with _LOCK:
-        if now - _LAST.get(key, float("-inf")) < EVERY_SECONDS:
+        # the first run comes FIRST_DELAY_SECONDS after the process's first heartbeat: a
+        # worker that only lives for a burst does not prune on its way
+        last = _LAST.setdefault(key, now - EVERY_SECONDS + FIRST_DELAY_SECONDS)
+        if key in _RUNNING or now - last < EVERY_SECONDS:
             return
         _LAST[key] = now
+        _RUNNING.add(key)
+
+    def run() -> None:
+        try:
+            _prune(store, storage, days)
+        finally:
+            with _LOCK:
+                _RUNNING.discard(key)
+
+    if wait:
+        run()
+    else:
+        threading.Thread(target=run, name="rhizome-retention", daemon=True).start()
+
+
+def _prune(store: SqlJobStore, storage: Storage | None, days: float | None) -> None:
     try:
         if days is None:
             from rhizome.config import load_settings

@@ -41,6 +41,7 @@ from rhizome.jobs.joblog import KEEP_LINES, JobLogHandler
 from rhizome.jobs.metrics import WorkerMetrics
 from rhizome.jobs.model import Control, ErrorType, Job
 from rhizome.jobs.registry import Registry
+from rhizome.jobs.retention import prune_due
 from rhizome.jobs.retry import RetryPolicy, classify, user_message
 from rhizome.jobs.store.base import SqlJobStore
 from rhizome.storage import Storage
@@ -629,6 +630,7 @@ class Worker:
             if expired:
                 self.log.warning("reclaimed %d job(s) with expired leases", len(expired))
             self.store.promote_retries()
+            prune_due(self.store, self.storage)  # retention, hourly, in its own thread
         except RhizomeError as exc:
             self.log.error("heartbeat failed: %s", exc)
 
