@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import random
 
-from rhizome.pipeline.connect import ConceptIndex
+import pytest
+
+from rhizome.pipeline.connect import ConceptIndex, concepts
 from rhizome.pipeline.connect.concepts import hashed_concepts
 
 WORDS = [f"word{i}" for i in range(300)] + ["entropy", "coral reef", "whale", "harpoon"]
@@ -23,7 +25,11 @@ def _hits(ci: ConceptIndex, wanted: list[int], mentions: int) -> list[tuple[str,
     ]
 
 
-def test_updates_in_place_answer_like_a_fresh_index() -> None:
+@pytest.mark.parametrize("sorted_from", [0, 10**9])  # big segments by binary search, or not
+def test_updates_in_place_answer_like_a_fresh_index(
+    sorted_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(concepts, "_SORTED_SEGMENT", sorted_from)
     rng = random.Random(7)
     docs = {f"d{d}": [(f"d{d}#{i}", f"d{d}", _text(rng)) for i in range(20)] for d in range(30)}
     index = ConceptIndex()

@@ -338,7 +338,14 @@ def extract_concepts(text: str) -> set[str]:
 
 
 def surface_forms(text: str) -> dict[str, str]:
-    """Concept -> the first surface form seen in ``text`` (for human-readable reasons)."""
+    """Concept -> the first surface form seen in ``text`` (for human-readable reasons).
+    Several engines ask for the same new chunk's forms: the last few thousand texts'
+    answers are kept (a copy is returned, so callers may change theirs)."""
+    return dict(_surface_forms(text))
+
+
+@lru_cache(maxsize=4096)
+def _surface_forms(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, surface in _iter_concepts(text):
         out.setdefault(key, surface)
@@ -478,6 +485,9 @@ def hashed_concepts(
 
 # --- library statistics ----------------------------------------------------------------
 
+_SORTED_SEGMENT = 200_000
+"""Concept entries from which a flat segment is searched through a sorted copy of its ids
+(binary search) instead of a pass over all of them."""
 _BUCKET_BITS = 22
 _BUCKET_MASK = (1 << _BUCKET_BITS) - 1
 _EMPTY_IDS: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
@@ -531,6 +541,17 @@ class _Flats:
         self.sizes = np.bincount(base.rows, minlength=len(self.chunk_ids)).astype(np.int64)
         self.entries = int(base.ids.size)
         self.dead_entries = 0
+        self._sorted: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]] = {}
+
+    def sorted(self, number: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]:
+        """Segment ``number``'s entry positions in the order of their ids, and the sorted
+        ids (made on first use; segments never change)."""
+        found = self._sorted.get(number)
+        if found is None:
+            ids = self.segments[number].ids
+            order = np.argsort(ids, kind="stable").astype(np.int64)
+            found = self._sorted[number] = (order, ids[order])
+        return found
 
     @property
     def worn(self) -> bool:
@@ -797,9 +818,17 @@ class ConceptIndex:
         bitmap = np.zeros(1 << _BUCKET_BITS, dtype=bool)
         bitmap[wanted & _BUCKET_MASK] = True
         parts: list[tuple[npt.NDArray[Any], ...]] = []
-        for flat in flats.segments:
-            candidates = np.flatnonzero(bitmap[flat.ids & _BUCKET_MASK])
-            positions = candidates[np.isin(flat.ids[candidates], wanted)]
+        for number, flat in enumerate(flats.segments):
+            if flat.ids.size >= _SORTED_SEGMENT:
+                # a big segment: binary search in its ids sorted once, not a pass over all
+                order, sorted_ids = flats.sorted(number)
+                lo = np.searchsorted(sorted_ids, wanted, side="left")
+                hi = np.searchsorted(sorted_ids, wanted, side="right")
+                found = [order[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
+                positions = np.sort(np.concatenate(found)) if found else order[:0]
+            else:
+                candidates = np.flatnonzero(bitmap[flat.ids & _BUCKET_MASK])
+                positions = candidates[np.isin(flat.ids[candidates], wanted)]
             positions = positions[flats.alive[flat.rows[positions]]]
             parts.append(
                 (
