@@ -9,12 +9,11 @@ import typing
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from rhizome import cli_integrations, cli_portability, cli_users
 from rhizome.app import App
 from rhizome.cli_connections import connections_app
+from rhizome.cli_output import Table, console
 from rhizome.config import debug_enabled, load_settings
 from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.jobs.admin import Selection
@@ -34,8 +33,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 
 # Piped output (scripts, logs) gets wide lines instead of an 80-column squeeze.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
+out = console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
@@ -760,7 +759,7 @@ def add_cmd(
     if wait:
         from rhizome.progress import wait_for_jobs
 
-        final = wait_for_jobs(a, [x.job.id for x in added], console=err, quiet=as_json)
+        final = wait_for_jobs(a, [x.job.id for x in added], console=err.real, quiet=as_json)
         for r in results:
             job = final[r["job_id"]]
             r["status"] = job.status.value

@@ -9,16 +9,15 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from rhizome.app import App
+from rhizome.cli_output import Table, console
 from rhizome.config import load_settings
 from rhizome.errors import InvalidInputError
 from rhizome.logs import setup_logging
 
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
+out = console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = console(stderr=True)
 
 connections_app = typer.Typer(
     help="Connections between documents: list, validate, reject, star, reset, reprocess.",
@@ -242,7 +241,7 @@ def connections_reprocess(
         if wait:
             from rhizome.progress import wait_for_jobs
 
-            job = wait_for_jobs(a, [job.id], console=err, quiet=as_json)[job.id]
+            job = wait_for_jobs(a, [job.id], console=err.real, quiet=as_json)[job.id]
     finally:
         a.close()
     if as_json:

@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from rhizome.app import App
+from rhizome.cli_output import Table, console
 from rhizome.config import load_settings
 from rhizome.errors import InvalidInputError
 from rhizome.logs import setup_logging
 
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
+out = console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 UserOpt = Annotated[str, typer.Option("--user", help="Owner.")]
@@ -53,7 +52,7 @@ def _run(a: App, job_id: str, wait: bool, quiet: bool) -> dict[str, Any]:
         return result
     from rhizome.progress import wait_for_jobs
 
-    final = wait_for_jobs(a, [job_id], console=err, quiet=quiet)[job_id]
+    final = wait_for_jobs(a, [job_id], console=err.real, quiet=quiet)[job_id]
     result["status"] = final.status.value
     if final.status.value != "completed":
         result["error"] = final.error_message

@@ -11,16 +11,15 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from rhizome.app import App
 from rhizome.auth import ROLES, Users
+from rhizome.cli_output import Table, console
 from rhizome.config import load_settings
 from rhizome.logs import setup_logging
 
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
+out = console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = console(stderr=True)
 
 users_app = typer.Typer(
     help="Users of a shared server: add, list, issue and revoke API tokens, roles.",

@@ -23,15 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
-from rhizome.library.archive import join_parts
-from rhizome.library.portability import (
-    ExportOptions,
-    ManifestDocument,
-    export_document,
-    export_manifest,
-    write_back,
-)
 from rhizome.library.repo import DocumentNotFoundError, Library
+
+# The library code behind this job is imported when it runs, not when the job type is
+# registered: a starting worker imports this module.
 
 STAGES = (
     Stage("collect", "Collecting documents", 0, 3),
@@ -72,6 +67,15 @@ def export_key(user_id: str, job_id: str, created: datetime | None) -> str:
 def export_documents(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
     """Write documents with their files, chunks, embeddings, highlights and connections
     into one ZIP."""
+    from rhizome.library.archive import join_parts
+    from rhizome.library.portability import (
+        ExportOptions,
+        ManifestDocument,
+        export_document,
+        export_manifest,
+        write_back,
+    )
+
     user = ctx.job.user_id
     library = Library(ctx.store)
     scratch = f"jobs/{ctx.job.id}"

@@ -27,21 +27,10 @@ from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
 from rhizome.jobs.store.queries import load_queries
-from rhizome.library.archive import hash_stream
-from rhizome.library.portability import (
-    FolderSource,
-    ImportConflictError,
-    ImportSource,
-    Remap,
-    ZipSource,
-    apply_document,
-    find_taken_ids,
-    plan_import,
-    read_document,
-)
-from rhizome.library.repo import Library
-from rhizome.pipeline.embed import get_embedder
 from rhizome.storage import validate_key
+
+# The library's import code and the embedding model are imported when an import runs, not
+# when the job type is registered: a starting worker imports this module.
 
 STAGES = (
     Stage("read", "Reading the archive", 0, 8),
@@ -100,6 +89,21 @@ def source_prefixes(user_id: str) -> tuple[str, str]:
 )
 def import_document(ctx: JobContext, data: ImportInput) -> dict[str, Any]:
     """Import an export ZIP or a storage folder into the library."""
+    from rhizome.library.archive import hash_stream
+    from rhizome.library.portability import (
+        FolderSource,
+        ImportConflictError,
+        ImportSource,
+        Remap,
+        ZipSource,
+        apply_document,
+        find_taken_ids,
+        plan_import,
+        read_document,
+    )
+    from rhizome.library.repo import Library
+    from rhizome.pipeline.embed import get_embedder
+
     user = ctx.job.user_id
     scratch = f"jobs/{ctx.job.id}"
     if data.zip_key is not None and (

@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
-from rhizome.library.obsidian import Context, export_document
 from rhizome.library.repo import Library
+
+# The library code behind this job is imported when it runs, not when the job type is
+# registered: a starting worker imports this module.
 
 STAGES = (
     Stage("prepare", "Checking the vault", 0, 3),
@@ -49,6 +51,8 @@ class ExportInput(BaseModel):
 )
 def obsidian_export(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
     """Write documents as notes into the user's Obsidian vault."""
+    from rhizome.library.obsidian import Context, export_document
+
     user = ctx.job.user_id
     scratch = f"jobs/{ctx.job.id}"
 

@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
-from rhizome.library.obsidian import Context, apply, scan, sync_summary
 from rhizome.library.repo import Library
+
+# The library code behind this job is imported when it runs, not when the job type is
+# registered: a starting worker imports this module.
 
 STAGES = (
     Stage("scan", "Finding changed notes", 0, 10),
@@ -56,6 +58,8 @@ class SyncInput(BaseModel):
 )
 def obsidian_sync(ctx: JobContext, data: SyncInput) -> dict[str, Any]:
     """Bring vault edits into the library and library changes into the vault."""
+    from rhizome.library.obsidian import Context, apply, scan, sync_summary
+
     user = ctx.job.user_id
     plan_key = f"jobs/{ctx.job.id}/plan.json"
 

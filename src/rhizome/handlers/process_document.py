@@ -13,7 +13,7 @@ import hashlib
 import json
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,12 +24,12 @@ from rhizome.jobs.context import JobContext, JobInterrupted
 from rhizome.jobs.model import ErrorType
 from rhizome.jobs.registry import Stage, registry
 from rhizome.jobs.retry import classify, user_message
-from rhizome.library.repo import Library
-from rhizome.pipeline.chunk import chunk_markdown
-from rhizome.pipeline.clean import clean
-from rhizome.pipeline.embed import get_embedder
-from rhizome.pipeline.extract import fetch_url
-from rhizome.pipeline.extract.sandbox import ExtractLimits, extract_isolated
+
+if TYPE_CHECKING:
+    from rhizome.pipeline.embed import Embedder
+
+# The pipeline (extraction, numpy, the embedding model) is imported when a document job
+# runs, not when the job type is registered: a starting worker imports this module.
 
 STAGES = (
     Stage("extract", "Extracting text", 0, 30),
@@ -71,6 +71,10 @@ class ProcessInput(BaseModel):
 )
 def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     """Turn a source into markdown, chunks and embeddings."""
+    from rhizome.library.repo import Library
+    from rhizome.pipeline.chunk import chunk_markdown
+    from rhizome.pipeline.clean import clean
+
     user = ctx.job.user_id
     library = Library(ctx.store)
     doc = library.get_document(data.document_id, user)
@@ -244,6 +248,13 @@ MODEL_POLL_SECONDS = 0.1
 looks for a pause or cancel this often (a progress write every ``progress_interval``)."""
 
 
+def get_embedder() -> Embedder:
+    """The configured embedder (:func:`rhizome.pipeline.embed.get_embedder`)."""
+    from rhizome.pipeline.embed import get_embedder as configured
+
+    return configured()
+
+
 def _start_loading_model() -> None:
     try:
         embedder = get_embedder()
@@ -285,6 +296,9 @@ def wait_for_model(ctx: JobContext, embedder: object) -> None:
 def _extract(
     ctx: JobContext, data: ProcessInput, folder: str, settings: Settings
 ) -> dict[str, Any]:
+    from rhizome.pipeline.extract import fetch_url
+    from rhizome.pipeline.extract.sandbox import ExtractLimits, extract_isolated
+
     if data.url:
         ctx.progress(details=f"Fetching {data.url}", force=True)
         body, content_type, final_url = fetch_url(

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,19 +22,14 @@ from rhizome.config import load_settings
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
-from rhizome.library.highlight_match import Matcher
-from rhizome.library.highlights import Highlights
 from rhizome.library.model import Document
-from rhizome.library.readwise import (
-    BookResult,
-    ReadwiseClient,
-    ReadwiseRepo,
-    RwBook,
-    books_from_results,
-    import_book,
-    parse_export,
-)
 from rhizome.library.repo import Library
+
+if TYPE_CHECKING:
+    from rhizome.library.readwise import RwBook
+
+# The library code behind this job is imported when it runs, not when the job type is
+# registered: a starting worker imports this module.
 
 STAGES = (
     Stage("fetch", "Fetching from Readwise", 0, 20),
@@ -78,6 +73,18 @@ class ReadwiseInput(BaseModel):
 )
 def readwise_import(ctx: JobContext, data: ReadwiseInput) -> dict[str, Any]:
     """Import Readwise highlights into the documents they come from."""
+    from rhizome.library.highlight_match import Matcher
+    from rhizome.library.highlights import Highlights
+    from rhizome.library.readwise import (
+        BookResult,
+        ReadwiseClient,
+        ReadwiseRepo,
+        RwBook,
+        books_from_results,
+        import_book,
+        parse_export,
+    )
+
     user = ctx.job.user_id
     scratch = f"jobs/{ctx.job.id}"
     repo = ReadwiseRepo(ctx.store)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rhizome.jobs.model import parse_time
+
+if TYPE_CHECKING:  # numpy is imported where vectors are made (not by a starting worker)
+    import numpy as np
 
 DOCUMENT_STATUSES = ("pending", "processing", "ready", "failed")
 
@@ -184,6 +185,8 @@ class Connection:
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
@@ -197,4 +200,6 @@ def legacy_embedding_model(dim: int) -> str | None:
 def decode_vector(blob: Any) -> np.ndarray | None:
     if blob is None:
         return None
+    import numpy as np
+
     return np.frombuffer(bytes(blob), dtype="<f4")

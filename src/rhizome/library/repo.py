@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rhizome.errors import NotFoundError
 from rhizome.jobs.store import SqlJobStore
@@ -19,6 +17,9 @@ from rhizome.library.model import (
     encode_vector,
     legacy_embedding_model,
 )
+
+if TYPE_CHECKING:  # numpy is imported where vectors are made (not by a starting worker)
+    import numpy as np
 
 
 class DocumentNotFoundError(NotFoundError):
@@ -207,6 +208,8 @@ class Library:
         them (``Embedder.name``; None: guessed from the vector size, see
         :func:`legacy_embedding_model`); connection detection never mixes two models."""
         if model is None and len(vectors):
+            import numpy as np
+
             model = legacy_embedding_model(np.asarray(vectors).shape[-1])
         with self.store.transaction(self.queries) as tx:
             tx.many(

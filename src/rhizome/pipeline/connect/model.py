@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # imported where used: ENGINES and Weights are read by job registration
+    import numpy as np
+    import numpy.typing as npt
 
-from rhizome.pipeline.connect.concepts import ConceptIndex
-from rhizome.pipeline.connect.index import VectorIndex
+    from rhizome.pipeline.connect.concepts import ConceptIndex
+    from rhizome.pipeline.connect.index import VectorIndex
 
 __all__ = [
     "ENGINES",
@@ -78,6 +80,10 @@ def unique_chunks(*groups: Iterable[ChunkView]) -> dict[str, ChunkView]:
 
 def build_index(chunks: Sequence[ChunkView]) -> VectorIndex:
     """A :class:`VectorIndex` over chunk views (the embeddings are copied once)."""
+    import numpy as np
+
+    from rhizome.pipeline.connect.index import VectorIndex
+
     if not chunks:
         return VectorIndex()
     matrix = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
@@ -86,10 +92,14 @@ def build_index(chunks: Sequence[ChunkView]) -> VectorIndex:
 
 def concept_index_for(chunks: Sequence[ChunkView]) -> ConceptIndex:
     """A :class:`ConceptIndex` over chunk views."""
+    from rhizome.pipeline.connect.concepts import ConceptIndex
+
     return ConceptIndex.from_texts((c.id, c.document_id, c.text) for c in chunks)
 
 
 def embeddings_of(chunks: Sequence[ChunkView]) -> npt.NDArray[np.float32]:
+    import numpy as np
+
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
