@@ -247,6 +247,7 @@ def test_sqlite_locked_by_another_process_mid_drain(tmp_path: Path) -> None:
     try:
         drain = Drain(store, url, tmp_path, jobs=600)
         held: list[str] = []
+        done_when_locked: list[int] = []
 
         def lock() -> None:
             locker = subprocess.Popen(
@@ -256,7 +257,7 @@ def test_sqlite_locked_by_another_process_mid_drain(tmp_path: Path) -> None:
             )
             assert locker.stdout is not None
             held.append(locker.stdout.readline().strip())  # the lock is taken
-            held.append(f"{drain.done()} completed once locked")
+            done_when_locked.append(drain.done())
             try:
                 locker.wait(timeout=LOCK_SECONDS + 60)
             finally:
@@ -265,7 +266,8 @@ def test_sqlite_locked_by_another_process_mid_drain(tmp_path: Path) -> None:
             held.append(locker.stdout.read().strip())
 
         drain.run(lock)
-        assert held[0] == "locked" and held[-1] == "released", held
+        assert held == ["locked", "released"], held
+        assert done_when_locked[0] < drain.jobs, "the lock came after the drain: not mid-run"
         drain.check()
     finally:
         store.close()
