@@ -6,10 +6,13 @@ hands them over explicitly, to :func:`open_store` (``migrations=``) and to :clas
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 from rhizome.auth import MIGRATIONS as AUTH_MIGRATIONS
 from rhizome.config import Settings, load_settings
+from rhizome.errors import DatabaseUnavailableError
 from rhizome.handlers import load_builtin_handlers
 from rhizome.jobs.admin import Admin, AdminHooks
 from rhizome.jobs.plugins import load_apps, load_entry_points
@@ -21,6 +24,8 @@ from rhizome.library import ADMIN_HOOKS as LIBRARY_ADMIN_HOOKS
 from rhizome.library import MIGRATIONS as LIBRARY_MIGRATIONS
 from rhizome.library import Library
 from rhizome.storage import Storage, open_storage
+
+log = logging.getLogger("rhizome.app")
 
 BUILTIN_MIGRATIONS: tuple[MigrationSet, ...] = (LIBRARY_MIGRATIONS, AUTH_MIGRATIONS)
 """Schemas of the built-in components beside the jobs core (which applies its own)."""
@@ -75,13 +80,36 @@ class App:
             self._storage = open_storage(self.settings.storage_url)
         return self._storage
 
+    def wait_for_store(self, *, exit_if_unavailable: bool = False) -> SqlJobStore:
+        """The store, waiting (with backoff up to 30 s and a log line per try) while the
+        database cannot be reached, e.g. a worker started before its database; with
+        ``exit_if_unavailable`` the first failure raises instead."""
+        delay = 1.0
+        while True:
+            try:
+                return self.store
+            except DatabaseUnavailableError as exc:
+                if exit_if_unavailable:
+                    raise
+                log.warning(
+                    "database unavailable at start-up: %s Retrying in %.0fs "
+                    "(--exit-if-unavailable exits instead).",
+                    exc.message,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     def worker(
         self,
         *,
         concurrency: int | None = None,
         burst: bool = False,
         job_types: list[str] | None = None,
+        exit_if_unavailable: bool = True,
     ) -> Worker:
+        """A worker on this app's store (waiting for the database unless
+        ``exit_if_unavailable``)."""
         s = self.settings
         if job_types:
             for name in job_types:
@@ -95,8 +123,11 @@ class App:
             job_types=job_types,
             shutdown_grace_seconds=s.shutdown_grace_seconds,
             retry=RetryPolicy(base_seconds=s.retry_base_seconds, cap_seconds=s.retry_cap_seconds),
+            max_takeovers=s.max_takeovers,
+            time_limits=dict(s.job_time_limits),
         )
-        return Worker(self.store, self.storage, self.registry, config)
+        store = self.wait_for_store(exit_if_unavailable=exit_if_unavailable)
+        return Worker(store, self.storage, self.registry, config)
 
     def library(self) -> Library:
         return Library(self.store)

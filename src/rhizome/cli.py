@@ -92,13 +92,29 @@ def worker_cmd(
     types: Annotated[
         str | None, typer.Option("--types", help="Only these job types (comma-separated).")
     ] = None,
+    exit_if_unavailable: Annotated[
+        bool,
+        typer.Option(
+            "--exit-if-unavailable",
+            help="Exit (code 2) if the database cannot be reached at start-up, instead of "
+            "waiting for it.",
+        ),
+    ] = False,
     apps: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a worker: claim due jobs and run them until stopped (SIGTERM/SIGINT)."""
+    """Run a worker: claim due jobs and run them until stopped (SIGTERM/SIGINT).
+
+    A worker started before its database waits for it; one that loses it meanwhile
+    keeps its results until the database is back (no job fails for it)."""
     a = _app(apps)
     job_types = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    worker = a.worker(concurrency=concurrency, burst=burst, job_types=job_types)
+    worker = a.worker(
+        concurrency=concurrency,
+        burst=burst,
+        job_types=job_types,
+        exit_if_unavailable=exit_if_unavailable,
+    )
     worker.install_signal_handlers()
     try:
         worker.run()

@@ -79,8 +79,12 @@ class Settings(BaseSettings):
     max_document_words: int = Field(2_000_000, ge=1)
     max_document_chunks: int = Field(20_000, ge=1)
     job_time_limits: dict[str, float] = Field(default_factory=dict)
-    """Per job type, the longest one run may take (seconds), over the type's own limit:
+    """Per job type, the longest one run may take (seconds), over the type's own limit
+    (4 hours unless the type declares another):
     ``RHIZOME_JOB_TIME_LIMITS='{"process_document": 7200}'``."""
+    max_takeovers: int = Field(3, ge=0)
+    """Times a job whose worker died (lease expired) is handed to another worker; the
+    next death fails it as ``permanent`` (a crash loop)."""
     readwise_api_url: str = "https://readwise.io/api/v2"
     """The Readwise API that ``readwise_import --api`` pages through (``/export/``)."""
 

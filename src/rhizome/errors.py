@@ -14,6 +14,10 @@ class RhizomeError(Exception):
     error_type: str | None = None
     """The job error class (``transient|permanent|paywall|invalid``) when a job fails with
     this error; None: classified by the rules in :mod:`rhizome.jobs.retry`."""
+    infrastructure: bool = False
+    """The database or the storage failed, not the job: a worker never fails a job for
+    it, but records nothing until the database is back, or sets the job aside for a while
+    and lets it continue from its last checkpoint (see :mod:`rhizome.jobs.worker`)."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -32,16 +36,27 @@ class ConfigError(RhizomeError):
 
 
 class DatabaseUnavailableError(RhizomeError):
+    """The database cannot be reached, or refused to answer in time (connection lost,
+    server restarting, SQLite locked past its busy timeout)."""
+
+    infrastructure = True
+    error_type = "transient"
     default_hint = (
         "Check that the database server is running and that RHIZOME_DATABASE_URL points to it."
     )
 
 
 class StorageError(RhizomeError):
+    """The storage could not read or write (unreachable, full, refused)."""
+
+    infrastructure = True
+    error_type = "transient"
     default_hint = "Check RHIZOME_STORAGE_URL and that the storage location is writable."
 
 
 class InvalidKeyError(StorageError):
+    infrastructure = False
+    error_type = "invalid"
     default_hint = "Storage keys are relative paths without '..' segments."
 
 
@@ -107,6 +122,12 @@ class PermanentError(JobError):
 class PaywallError(JobError):
     error_type = "paywall"
     default_hint = "Check the quota, billing or credits of the service, then retry the job."
+
+
+class TimeLimitError(JobError):
+    """A run took longer than its job type's time limit."""
+
+    error_type = "permanent"
 
 
 class InvalidInputError(JobError):

@@ -488,7 +488,7 @@ def test_pause_processing_is_requested(store: SqlJobStore) -> None:
     assert store.get(job.id).status is R
     assert transitions(store, job.id)[-1] == ("pending", "processing")  # no status change
     assert store.events(job.id)[-1].message == "pause requested"
-    assert store.heartbeat(W1, LEASE) == {
+    assert store.heartbeat(W1, LEASE, [job.id, other.id]) == {
         job.id: Control(pause_requested=True, cancel_requested=False),
         other.id: Control(False, False),
     }
@@ -500,7 +500,7 @@ def test_pause_processing_is_requested(store: SqlJobStore) -> None:
     assert paused.paused_at is not None
     assert paused.lease_expires_at is None
     assert transitions(store, job.id)[-1] == ("processing", "paused")
-    assert store.heartbeat(W1, LEASE) == {other.id: Control(False, False)}
+    assert store.heartbeat(W1, LEASE, [job.id, other.id]) == {other.id: Control(False, False)}
 
 
 def test_cancel_pending_and_paused_is_immediate(store: SqlJobStore) -> None:
@@ -518,14 +518,14 @@ def test_cancel_processing_is_requested(store: SqlJobStore) -> None:
     claim_one(store)
     got = store.request_cancel(job.id)
     assert got.status is R and got.cancel_requested is True
-    assert store.heartbeat(W1, LEASE) == {job.id: Control(False, True)}
+    assert store.heartbeat(W1, LEASE, [job.id]) == {job.id: Control(False, True)}
     store.request_pause(job.id)  # both flags may be set
-    assert store.heartbeat(W1, LEASE) == {job.id: Control(True, True)}
+    assert store.heartbeat(W1, LEASE, [job.id]) == {job.id: Control(True, True)}
     done = store.stop(job.id, W1, "cancel", "cancelled at a safe point")
     assert done.status is X
     assert done.cancel_requested is False and done.pause_requested is False
     assert transitions(store, job.id)[-1] == ("processing", "cancelled")
-    assert store.heartbeat(W1, LEASE) == {}
+    assert store.heartbeat(W1, LEASE, [job.id]) == {}
 
 
 def test_cancel_a_failed_job_stops_its_automatic_retry(store: SqlJobStore) -> None:
@@ -786,7 +786,7 @@ def test_expire_leases(store: SqlJobStore) -> None:
     claim_one(store, W1, lease=0.05)
     claim_one(store, W2, lease=LEASE)
     time.sleep(0.2)
-    assert store.heartbeat(W2, LEASE) == {healthy.id: Control()}
+    assert store.heartbeat(W2, LEASE, [job.id, healthy.id]) == {healthy.id: Control()}
     assert store.expire_leases() == [job.id]
     assert store.expire_leases() == []
     got = store.get(job.id)
@@ -795,7 +795,7 @@ def test_expire_leases(store: SqlJobStore) -> None:
     e = store.events(job.id)[-1]
     assert e.message == f"lease expired: worker {W1} stopped heartbeating"
     # the dead worker's writes are refused, its heartbeat finds nothing
-    assert store.heartbeat(W1, LEASE) == {}
+    assert store.heartbeat(W1, LEASE, [job.id]) == {}
     with pytest.raises(JobLostError):
         store.update_progress(job.id, W1, {"percent": 9})
     assert store.complete(W1, [(job.id, {})]) == []
@@ -828,7 +828,7 @@ def test_heartbeat_extends_the_lease(store: SqlJobStore) -> None:
     first = store.get(job.id)
     assert first.lease_expires_at is not None and first.heartbeat_at is not None
     time.sleep(0.02)
-    assert store.heartbeat(W1, 120) == {job.id: Control()}
+    assert store.heartbeat(W1, 120, [job.id]) == {job.id: Control()}
     second = store.get(job.id)
     assert second.lease_expires_at is not None and second.heartbeat_at is not None
     assert second.lease_expires_at > first.lease_expires_at
@@ -837,7 +837,65 @@ def test_heartbeat_extends_the_lease(store: SqlJobStore) -> None:
     time.sleep(0.3)  # past the first lease: nothing expires
     assert store.expire_leases() == []
     assert store.claim(W2, 1, LEASE, None) == []
-    assert store.heartbeat(W2, 120) == {}
+    assert store.heartbeat(W2, 120, [job.id]) == {}
+
+
+def test_heartbeat_extends_only_the_jobs_it_names(store: SqlJobStore) -> None:
+    """A job the worker no longer runs (it could not record its end, say) keeps no live
+    lease just because the worker lives on: the reaper takes it back."""
+    running, given_up = add(store), add(store)
+    store.claim(W1, 2, 0.3, None)
+    assert store.heartbeat(W1, 120, [running.id]) == {running.id: Control()}
+    time.sleep(0.4)
+    assert store.expire_leases() == [given_up.id]
+    assert store.get(running.id).status is R
+    assert store.get(given_up.id).status is P
+
+
+def test_a_crash_loop_fails_after_max_takeovers(store: SqlJobStore) -> None:
+    job = add(store)
+    claim_one(store, W1, lease=0.05)
+    store.update_progress(job.id, W1, {"stage": "embed", "percent": 40}, event="embed")
+    for deaths in (1, 2):  # the reaper hands it on twice ...
+        time.sleep(0.1)
+        assert store.fail_crash_loops(3) == []
+        assert store.expire_leases(3) == [job.id]
+        assert store.get(job.id).takeovers == deaths
+        claim_one(store, W1, lease=0.05)
+    time.sleep(0.1)  # ... a claim takes it over a third time ...
+    [taken] = store.claim(W2, 1, 0.05, ["noop"], max_takeovers=3)
+    assert taken.id == job.id and taken.takeovers == 3
+    healthy = add(store)
+    time.sleep(0.1)  # ... and its fourth death ends it
+    # a claim no longer takes it over (only the healthy job) ...
+    assert [j.id for j in store.claim(W1, 5, LEASE, ["noop"], max_takeovers=3)] == [healthy.id]
+    assert store.expire_leases(3) == []
+    assert store.fail_crash_loops(3) == [job.id]
+    got = store.get(job.id)
+    assert got.status is F and got.error_type is ErrorType.PERMANENT
+    assert got.next_retry_at is None  # never retried by itself
+    assert got.error_message is not None
+    assert "4 times" in got.error_message and "'embed'" in got.error_message
+    assert "RHIZOME_MAX_TAKEOVERS" in got.error_message
+    assert transitions(store, job.id)[-1] == ("processing", "failed")
+    assert store.fail_crash_loops(3) == []
+    # a person retries it: the count starts again
+    again = store.retry(job.id)
+    assert again.status is P and again.takeovers == 0
+
+
+def test_a_release_with_a_delay_is_not_due_before_it(store: SqlJobStore) -> None:
+    job = add(store)
+    claim_one(store)
+    got = store.stop(job.id, W1, "release", "set aside: the storage failed", delay=60)
+    assert got.status is P and got.infra_retries == 1
+    assert got.run_at is not None and (got.run_at - now()).total_seconds() > 50
+    assert store.claim(W2, 1, LEASE, None) == []
+    assert got.retry_count == 0  # not a retry
+    other = add(store)  # a plain release stays due at once
+    claim_one(store, W1)
+    assert store.stop(other.id, W1, "release", "shutting down").infra_retries == 0
+    assert [j.id for j in store.claim(W2, 5, LEASE, None)] == [other.id]
 
 
 # --- delete, force fail --------------------------------------------------------------------
@@ -878,7 +936,7 @@ def test_force_fail(store: SqlJobStore) -> None:
         assert got.next_retry_at is None and got.lease_expires_at is None
         assert transitions(store, job.id)[-1] == (src, "failed")
         assert store.events(job.id)[-1].message == "stopped by admin"
-    assert store.heartbeat(W1, LEASE) == {}
+    assert store.heartbeat(W1, LEASE, [job.id]) == {}
     with pytest.raises(JobLostError):
         store.update_progress(a.id, W1, {})
     assert store.promote_retries() == []
@@ -899,7 +957,7 @@ def test_workers(store: SqlJobStore) -> None:
     assert w2.started_at is not None and w2.last_seen_at is not None
     seen = w2.last_seen_at
     time.sleep(0.02)
-    store.heartbeat(W2, LEASE)
+    store.heartbeat(W2, LEASE, [])
     assert next(w for w in store.list_workers() if w.id == W2).last_seen_at > seen
     store.unregister_worker(W1)
     by_id = {w.id: w for w in store.list_workers()}

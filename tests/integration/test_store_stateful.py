@@ -325,7 +325,7 @@ class StoreMachine(RuleBasedStateMachine):
             for i, m in self.jobs.items()
             if m.status is R and m.owner == worker
         }
-        assert self.store.heartbeat(worker, LEASE) == expected
+        assert self.store.heartbeat(worker, LEASE, list(self.jobs)) == expected
         for i in expected:
             self.jobs[i].expired = False
 

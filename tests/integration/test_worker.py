@@ -214,8 +214,8 @@ def test_heartbeat_does_not_drop_a_job_claimed_during_the_beat(
     real_heartbeat = store.heartbeat
     contexts: list[JobContext] = []
 
-    def heartbeat_then_claim(worker_id: str, lease: float):  # type: ignore[no-untyped-def]
-        controls = real_heartbeat(worker_id, lease)
+    def heartbeat_then_claim(worker_id: str, lease: float, ids: list[str]):  # type: ignore[no-untyped-def]
+        controls = real_heartbeat(worker_id, lease, ids)
         [claimed] = store.claim(worker.id, 1, 30, None)  # lands after the statement
         ctx = JobContext(claimed, (), store, storage, worker.id)
         worker._running[claimed.id] = ctx

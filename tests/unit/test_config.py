@@ -181,6 +181,7 @@ SAMPLES: dict[str, object] = {
     "max_document_words": 1000,
     "max_document_chunks": 50,
     "job_time_limits": {"process_document": 7200.0},
+    "max_takeovers": 5,
     "readwise_api_url": "http://127.0.0.1:9999/api/v2",
 }
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rhizome.errors import JobLostError, RhizomeError
+from rhizome.errors import DatabaseUnavailableError, JobLostError, RhizomeError, TimeLimitError
 from rhizome.jobs.model import Control, Job
 from rhizome.jobs.registry import Stage
 
@@ -217,6 +217,7 @@ class JobContext:
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
         safe_point_hook: SafePointHook | None = None,
+        time_limit: float | None = None,
     ) -> None:
         self.job = job
         self.stages = stages
@@ -235,6 +236,9 @@ class JobContext:
         self._lost = False
         self._state: ResumeState | None = None
         self._hook = safe_point_hook
+        self.time_limit = time_limit
+        """Seconds this run may take (None: no limit), checked at safe points."""
+        self._began = clock()
         self.resumed_from: Checkpoint | None = None
         """The verified checkpoint this run continued from (None: started fresh)."""
         self.skipped_stages: list[str] = []
@@ -340,6 +344,13 @@ class JobContext:
         except JobLostError:
             self._lost = True
             raise
+        except DatabaseUnavailableError as exc:
+            if event is not None:
+                raise  # a stage change belongs on the timeline: set the job aside
+            # A progress figure can wait: the next write (or checkpoint) carries it.
+            self._last_write = self._clock()
+            self.log.debug("progress not written (database unavailable): %s", exc)
+            return
         self._last_write = self._clock()
         self.signal(control)
 
@@ -493,6 +504,16 @@ class JobContext:
             raise JobLostError(f"Job {self.job.id} is no longer owned by this worker.")
         if self._cancel:
             raise JobInterrupted("cancel", "cancelled by user")
+        if self.time_limit is not None and self._clock() - self._began > self.time_limit:
+            stage = self.current_stage_name()
+            raise TimeLimitError(
+                f"The job ran longer than the time limit of {self.time_limit:g} s for "
+                f"{self.job.job_type} jobs" + (f" (stopped in stage {stage!r})." if stage else "."),
+                "Raise the limit with the setting job_time_limits (RHIZOME_JOB_TIME_LIMITS="
+                + json.dumps({self.job.job_type: "SECONDS"})
+                + ") or split the input, then retry the job: it continues from its last "
+                "checkpoint.",
+            )
         if not pause_allowed:
             return
         if self._pause:

@@ -23,6 +23,10 @@ class JobStatus(StrEnum):
 ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
+DEFAULT_MAX_TAKEOVERS = 3
+"""Takeovers of an expired lease a job gets before the reaper fails it as a crash loop
+(the ``max_takeovers`` setting overrides it)."""
+
 
 # --- the statuses a person sees, and the status filter ----------------------------------------
 #
@@ -215,6 +219,11 @@ class Job:
     """Why the current (or last) run was claimed: None (its first run), ``resume``,
     ``release`` (handed back by a stopping worker), ``retry`` or ``takeover``. Only a first
     run, a retry and a takeover count a new ``attempt``."""
+    takeovers: int = 0
+    """Times its lease ran out and another worker took it over since a person last started
+    it; past ``max_takeovers`` the reaper fails it (a crash loop)."""
+    infra_retries: int = 0
+    """Times it was set aside because the storage or the database failed under it."""
 
     @property
     def display_status(self) -> str:

@@ -56,6 +56,10 @@ class _EmptyInput(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+DEFAULT_TIME_LIMIT_SECONDS = 4 * 3600.0
+"""A run of a job type that declares no time limit of its own stops after four hours."""
+
+
 @dataclass(frozen=True)
 class JobType:
     name: str
@@ -73,6 +77,11 @@ class JobType:
     """Whether users may enqueue it through the HTTP API (``POST /api/jobs``). Types whose
     input names things only the server may choose (a storage key, say) are internal: the
     server enqueues them itself (an upload, an import)."""
+    time_limit_seconds: float | None = DEFAULT_TIME_LIMIT_SECONDS
+    """The longest one run of this type may take (None: no limit); the setting
+    ``job_time_limits`` overrides it per type. Checked at every safe point and progress
+    write: past it the job stops there and fails as permanent, and a retry continues from
+    its last checkpoint."""
     owned: Mapping[str, str] = field(default_factory=dict)
     """Input fields that name something the requesting user must own, and what they name:
     ``{"document_id": "document", "document_ids": "document"}`` (a list: each item). The
@@ -138,6 +147,7 @@ class Registry:
         max_retries: int = 3,
         public: bool = True,
         owned: Mapping[str, str] | None = None,
+        time_limit_seconds: float | None = DEFAULT_TIME_LIMIT_SECONDS,
     ) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`register`."""
 
@@ -155,6 +165,7 @@ class Registry:
                     max_retries=max_retries,
                     public=public,
                     owned=dict(owned or {}),
+                    time_limit_seconds=time_limit_seconds,
                 )
             )
             return handler

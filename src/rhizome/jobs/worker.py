@@ -17,6 +17,17 @@ it starts), a job missing from the heartbeat's answer is dropped, a paused queue
 held jobs back, and on shutdown they are released at once. When jobs turn long (no slot
 freed for ``prefetch_below_seconds`` while jobs are held), held jobs are handed back so
 that other workers can run them, and prefetch stops until jobs are short again.
+
+**Infrastructure failures are not job failures.** When the database cannot be reached,
+the worker stops claiming and keeps what it could not record (completions, failures,
+pauses) in memory — no more than the jobs it had claimed — and records them, oldest
+first, once the database answers again (backoff up to ``unavailable_backoff_max``). A job
+whose handler ran into the outage (a progress or checkpoint write) is released to
+continue from its last checkpoint, never failed. If a job's lease ran out meanwhile and
+another worker took it over, the late result is refused and dropped. A job whose
+*storage* failed is set aside for a while (its own backoff, ``storage_backoff_*``; not
+counted as a retry) and continues from its last checkpoint. The heartbeat extends only
+the leases of the jobs the worker runs, holds or still has to record, by id.
 """
 
 from __future__ import annotations
@@ -30,16 +41,16 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from rhizome.errors import JobError, JobLostError, RhizomeError
+from rhizome.errors import DatabaseUnavailableError, JobError, JobLostError, RhizomeError
 from rhizome.jobs.context import JobContext, JobInterrupted, delete_checkpoints
 from rhizome.jobs.joblog import KEEP_LINES, JobLogHandler
 from rhizome.jobs.metrics import WorkerMetrics
-from rhizome.jobs.model import Control, ErrorType, Job
+from rhizome.jobs.model import DEFAULT_MAX_TAKEOVERS, Control, ErrorType, Job
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.retention import prune_due
 from rhizome.jobs.retry import RetryPolicy, classify, user_message
@@ -72,6 +83,16 @@ class WorkerConfig:
     least this often; hold no more jobs than the slots start in this time at the recent
     run time; hand held jobs back when no slot freed for this long."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_takeovers: int = DEFAULT_MAX_TAKEOVERS
+    """Takeovers of an expired lease before the reaper fails a job as a crash loop."""
+    time_limits: Mapping[str, float] = field(default_factory=dict)
+    """Per job type, seconds one run may take (overrides the type's own limit)."""
+    unavailable_backoff_max: float = 10.0
+    """Longest wait between tries while the database cannot be reached."""
+    storage_backoff_base: float = 5.0
+    storage_backoff_cap: float = 300.0
+    """A job whose storage failed waits base * 2**n seconds (n: earlier such failures),
+    at most cap, then continues from its last checkpoint."""
     log_lines: int = KEEP_LINES
     """Log lines kept per job (its handler's logging while it runs; the newest)."""
 
@@ -90,6 +111,22 @@ class _Held:
     pause: bool = False
     cancel: bool = False
     lost: bool = False
+
+
+@dataclass
+class _Record:
+    """An end of a run still to be written: ``complete`` (with ``output``), ``stop``
+    (``action`` pause/cancel/release, ``reason``, ``delay``) or ``fail`` (``failure``:
+    the arguments of :meth:`SqlJobStore.fail`)."""
+
+    job: Job
+    kind: str
+    output: dict[str, Any] | None = None
+    ctx: JobContext | None = None
+    action: str = ""
+    reason: str = ""
+    delay: float = 0.0
+    failure: dict[str, Any] | None = None
 
 
 def _requested(held: _Held) -> tuple[str, str] | None:
@@ -126,8 +163,14 @@ class Worker:
         self._busy = 0  # claimed and not finished (held or running)
         self._closing = False  # job threads exit once nothing is held
         self._slot_freed = threading.Event()
-        self._done: queue.Queue[tuple[Job, dict[str, Any], JobContext] | None] = queue.Queue()
-        self._pending_completions = 0
+        self._done: queue.Queue[_Record | None] = queue.Queue()
+        self._pending_completions = 0  # records queued for the recorder and not yet written
+        self._unrecorded: dict[str, _Record] = {}
+        """Ends of runs the recorder still has to write, by job id (heartbeated)."""
+        self._db_down = threading.Event()
+        """Set while the recorder cannot reach the database: no claims meanwhile."""
+        self._abandon = threading.Event()
+        """Set at shutdown after the grace period: stop waiting for the database."""
         self._last_start = float("-inf")
         self._avg_run: float | None = None
         self._stop = threading.Event()
@@ -204,19 +247,31 @@ class Worker:
 
     def _claim_loop(self, types: list[str]) -> None:
         cfg = self.config
+        outage = _Outage(self.log, "claims", cfg.unavailable_backoff_max)
         while not self._stop.is_set():
             self._slot_freed.clear()
             self._hand_back_stuck()
             with self._running_lock:
                 want = min(self._claim_size(), cfg.claim_batch)
             claimed: list[Job] = []
+            if want > 0 and self._db_down.is_set():
+                # Results wait to be recorded: claim nothing more until the database is
+                # back (this bounds what the worker keeps in memory).
+                self._stop.wait(min(cfg.poll_seconds, 1.0))
+                continue
             if want > 0:
                 try:
-                    claimed = self.store.claim(self.id, want, cfg.lease_seconds, types)
+                    claimed = self.store.claim(
+                        self.id, want, cfg.lease_seconds, types, max_takeovers=cfg.max_takeovers
+                    )
+                except DatabaseUnavailableError as exc:
+                    self._stop.wait(outage.failed(exc))
+                    continue
                 except RhizomeError as exc:
                     self.log.error("claim failed: %s", exc)
                     self._stop.wait(min(cfg.poll_seconds, 5.0))
                     continue
+                outage.ok()
                 self.claims += 1
                 self.claimed += len(claimed)
                 self.metrics.claimed(claimed)
@@ -234,7 +289,10 @@ class Worker:
                     timeout = min(timeout, max(cfg.prefetch_below_seconds, 0.01))
                 self._slot_freed.wait(timeout)
             elif not claimed:
-                self.store.wait_for_jobs(cfg.poll_seconds)
+                try:
+                    self.store.wait_for_jobs(cfg.poll_seconds)
+                except DatabaseUnavailableError as exc:
+                    self._stop.wait(outage.failed(exc))
 
     def _prefetching(self) -> bool:
         """Claim ahead of free slots? Only while jobs are short: their average run time
@@ -308,13 +366,8 @@ class Worker:
             if h.lost:
                 continue
             action, why = _requested(h) or ("release", reason)
-            try:
-                self.store.stop(h.job.id, self.id, action, why)
-                self.released_prefetched += 1
-            except JobLostError:
-                pass
-            except RhizomeError as exc:
-                self.log.error("could not release job: %s", exc, extra={"job_id": h.job.id})
+            self._record_stop(h.job, action, why)
+            self.released_prefetched += 1
         if held:
             self._slot_freed.set()
 
@@ -337,6 +390,7 @@ class Worker:
                 if self._busy == 0 and self._pending_completions == 0:
                     break
             time.sleep(0.02)
+        self._abandon.set()  # the recorder stops waiting for an unreachable database
         # Jobs still running past the grace period are released to run again elsewhere.
         with self._running_lock:
             leftovers = list(self._running.items())
@@ -347,7 +401,7 @@ class Worker:
                 self.log.warning(
                     "released job %s without a safe point", job_id, extra={"job_id": job_id}
                 )
-            except RhizomeError as exc:
+            except RhizomeError as exc:  # its lease runs out; another worker takes it over
                 self.log.error("could not release job %s: %s", job_id, exc)
         with self._ready:
             held = list(self._held.values())  # claimed during the grace period (none expected)
@@ -359,6 +413,14 @@ class Worker:
         for thread in self._threads:
             if thread.name == "rhizome-completer":
                 thread.join(timeout=5)
+        with self._running_lock:
+            lost = len(self._unrecorded)
+        if lost:
+            self.log.error(
+                "stopping with %d job end(s) not recorded (database unavailable); those jobs "
+                "run again from their last checkpoint once their leases run out",
+                lost,
+            )
         self.job_logs.uninstall()
         try:
             self._store_metrics()
@@ -405,20 +467,14 @@ class Worker:
         requested = _requested(held)
         if requested is not None:
             action, reason = requested
-            try:
-                self.store.stop(job.id, self.id, action, reason)
-            except RhizomeError as exc:
-                self.log.error("could not %s job: %s", action, exc, extra=extra)
+            self._record_stop(job, action, reason)
             return
         self._execute(job)
 
     def _execute(self, job: Job) -> None:
         extra = {"job_id": job.id, "job_type": job.job_type, "worker_id": self.id}
         if self._stop.is_set():  # claimed, but the worker is stopping: hand it back untouched
-            try:
-                self.store.stop(job.id, self.id, "release", "worker shutting down before start")
-            except RhizomeError as exc:
-                self.log.error("could not release job: %s", exc, extra=extra)
+            self._record_stop(job, "release", "worker shutting down before start")
             return
         fresh = self._after_previous_run(job, extra)
         if fresh is None:
@@ -438,6 +494,7 @@ class Worker:
             self.storage,
             self.id,
             progress_interval=self.config.progress_interval,
+            time_limit=self.config.time_limits.get(job.job_type, job_type.time_limit_seconds),
         )
         with self._running_lock:
             self._running[job.id] = ctx
@@ -448,9 +505,7 @@ class Worker:
         outcome = "lost"
         try:
             output = job_type.handler(ctx, data) or {}
-            with self._running_lock:
-                self._pending_completions += 1
-            self._done.put((job, output, ctx))
+            self._queue_record(_Record(job, "complete", output=output, ctx=ctx))
             outcome = "completed"
         except JobInterrupted as stop:
             self._stop_job(job, ctx, stop, extra)
@@ -460,6 +515,8 @@ class Worker:
         except Exception as exc:
             if ctx.lost:
                 self.log.warning("job failed after losing ownership: %s", exc, extra=extra)
+            elif isinstance(exc, RhizomeError) and exc.infrastructure:
+                outcome = self._set_aside(job, ctx, exc, extra)
             else:
                 outcome = self._fail(job, exc, extra)
         finally:
@@ -503,13 +560,10 @@ class Worker:
         self, job: Job, ctx: JobContext, stop: JobInterrupted, extra: dict[str, Any]
     ) -> None:
         stage = ctx.current_stage.name if ctx.current_stage else None
-        try:
-            self.store.stop(job.id, self.id, stop.action, stop.reason)
+        if self._record_stop(job, stop.action, stop.reason):
             self.log.info(
                 "job stopped at a safe point: %s", stop.reason, extra={**extra, "stage": stage}
             )
-        except RhizomeError as exc:
-            self.log.error("could not %s job: %s", stop.action, exc, extra=extra)
 
     def _fail(self, job: Job, exc: BaseException, extra: dict[str, Any]) -> str:
         """Record a failure; returns the run's outcome: failed, retry or lost."""
@@ -524,18 +578,20 @@ class Worker:
             else f"{type(exc).__name__}: {exc.message}"
         )
         self.failed += 1
+        failure: dict[str, Any] = {
+            "error_type": error_type,
+            "last_error": technical,
+            "error_message": user_message(exc, error_type, will_retry=retry_delay is not None),
+            "retry_delay": retry_delay,
+        }
         try:
-            self.store.fail(
-                job.id,
-                self.id,
-                error_type=error_type,
-                last_error=technical,
-                error_message=user_message(exc, error_type, will_retry=retry_delay is not None),
-                retry_delay=retry_delay,
-            )
+            self.store.fail(job.id, self.id, **failure)
         except JobLostError:
             self.log.warning("job failed after losing ownership", extra=extra)
             return "lost"
+        except DatabaseUnavailableError as store_exc:
+            self.log.warning("failure recorded later: %s", store_exc, extra=extra)
+            self._queue_record(_Record(job, "fail", failure=failure))
         except RhizomeError as store_exc:
             self.log.error("could not record failure: %s", store_exc, extra=extra)
             return "failed"
@@ -552,55 +608,170 @@ class Worker:
         )
         return "retry" if retry_delay is not None else "failed"
 
-    # --- helper threads ---------------------------------------------------------------------
+    # --- recording the ends of runs ----------------------------------------------------
+
+    def _queue_record(self, record: _Record) -> None:
+        """Hand an end of a run to the recorder thread (completions always go this way;
+        other ends only when the database was unavailable for them)."""
+        with self._running_lock:
+            self._pending_completions += 1
+            self._unrecorded[record.job.id] = record
+        self._done.put(record)
+
+    def _record_stop(self, job: Job, action: str, reason: str, *, delay: float = 0.0) -> bool:
+        """Pause, cancel or release a job this worker owns; when the database is not
+        there, the recorder writes it later. False: the job is no longer ours."""
+        extra = {"job_id": job.id, "job_type": job.job_type, "worker_id": self.id}
+        try:
+            self.store.stop(job.id, self.id, action, reason, delay=delay)
+        except JobLostError:
+            return False
+        except DatabaseUnavailableError as exc:
+            self.log.warning("%s recorded later: %s", action, exc, extra=extra)
+            self._queue_record(_Record(job, "stop", action=action, reason=reason, delay=delay))
+        except RhizomeError as exc:
+            self.log.error("could not %s job: %s", action, exc, extra=extra)
+            return False
+        return True
+
+    def _set_aside(
+        self, job: Job, ctx: JobContext, exc: RhizomeError, extra: dict[str, Any]
+    ) -> str:
+        """The database or the storage failed under a job: not the job's fault. Release it
+        to continue from its last checkpoint — at once when the database failed (recorded
+        once it is back), after a backoff of its own when the storage failed."""
+        stage = ctx.current_stage_name()
+        where = f" in stage {stage!r}" if stage else ""
+        cfg = self.config
+        if isinstance(exc, DatabaseUnavailableError):
+            delay = 0.0
+            what = "the database was unavailable"
+        else:
+            n = min(job.infra_retries, 30)
+            delay = min(cfg.storage_backoff_base * 2**n, cfg.storage_backoff_cap)
+            what = "the storage failed"
+        reason = (
+            f"set aside: {what}{where} ({exc.message.rstrip('.')}); continues from its last "
+            f"checkpoint{f' in {delay:.0f}s' if delay else ''} (not counted as a retry)"
+        )
+        self.log.warning(reason, extra={**extra, "stage": stage})
+        self._record_stop(job, "release", reason, delay=delay)
+        return "released"
 
     def _completer_loop(self) -> None:
+        """The recorder: writes completions in batches, and whatever the job threads could
+        not write because the database was unavailable, retrying with backoff until it
+        is back (or, at shutdown, until the grace period ran out)."""
+        outage = _Outage(self.log, "recording", self.config.unavailable_backoff_max)
+        waiting: list[_Record] = []
+        closing = False
         while True:
-            item = self._done.get()
-            if item is None:
-                if self._pending_completions == 0:
+            if not waiting:
+                if closing:
                     return
-                continue
-            batch = [item]
-            while len(batch) < 500:
+                item = self._done.get()
+                if item is None:
+                    return
+                waiting.append(item)
+            while len(waiting) < 500:
                 try:
                     more = self._done.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._done.put(None)
+                    closing = True
                     break
-                batch.append(more)
-            self._flush(batch)
+                waiting.append(more)
+            waiting = self._write_records(waiting)
+            if not waiting:
+                outage.ok()
+                self._db_down.clear()
+                continue
+            self._db_down.set()
+            pause = outage.failed(None)
+            if closing and self._abandon.is_set():
+                return
+            self._abandon.wait(pause)
 
-    def _flush(self, batch: list[tuple[Job, dict[str, Any], JobContext]]) -> None:
-        results = [(job.id, output) for job, output, _ in batch]
-        done: set[str] = set()
-        for attempt in range(5):
+    def _write_records(self, records: list[_Record]) -> list[_Record]:
+        """Write what can be written; returns the records to try again (the database was
+        unavailable)."""
+        again: list[_Record] = []
+        finished: list[_Record] = []
+        completions = [r for r in records if r.kind == "complete"]
+        if completions:
             try:
-                done = set(self.store.complete(self.id, results))
-                break
-            except RhizomeError as exc:
-                self.log.error("could not record completions (try %d): %s", attempt + 1, exc)
-                time.sleep(min(2**attempt * 0.2, 3))
-        for job, _, ctx in batch:
-            if job.id in done:
-                self.completed += 1
-                if ctx.checkpoints_written or job.last_checkpoint_path:
-                    try:
-                        delete_checkpoints(self.storage, job)
-                    except RhizomeError as exc:
-                        self.log.warning(
-                            "could not delete checkpoints: %s", exc, extra={"job_id": job.id}
-                        )
-            else:
-                self.log.warning(
-                    "completion not recorded (ownership lost)",
-                    extra={"job_id": job.id, "job_type": job.job_type},
+                done = set(
+                    self.store.complete(self.id, [(r.job.id, r.output or {}) for r in completions])
                 )
+            except DatabaseUnavailableError:
+                again.extend(completions)
+            except Exception as exc:  # e.g. an output the database does not take
+                if len(completions) > 1:  # one by one, so that one bad output fails alone
+                    for r in completions:
+                        again.extend(self._write_records([r]))
+                else:
+                    job = completions[0].job
+                    extra = {"job_id": job.id, "job_type": job.job_type, "worker_id": self.id}
+                    self._fail(job, exc, extra)
+                    finished.extend(completions)
+            else:
+                for r in completions:
+                    self._completed(r, r.job.id in done)
+                finished.extend(completions)
+        for r in records:
+            if r.kind == "complete":
+                continue
+            if again:  # the database just failed: do not knock again now
+                again.append(r)
+                continue
+            try:
+                if r.kind == "stop":
+                    self.store.stop(r.job.id, self.id, r.action, r.reason, delay=r.delay)
+                else:
+                    self.store.fail(r.job.id, self.id, **(r.failure or {}))
+                self.log.info(
+                    "recorded %s after the outage", r.action or r.kind, extra={"job_id": r.job.id}
+                )
+            except DatabaseUnavailableError:
+                again.append(r)
+                continue
+            except JobLostError:
+                self.log.warning(
+                    "late %s refused: another worker took the job over",
+                    r.action or r.kind,
+                    extra={"job_id": r.job.id},
+                )
+            except RhizomeError as exc:
+                self.log.error(
+                    "could not record %s: %s", r.action or r.kind, exc, extra={"job_id": r.job.id}
+                )
+            finished.append(r)
         with self._running_lock:
-            self._pending_completions -= len(batch)
-        self._slot_freed.set()
+            for r in finished:
+                if self._unrecorded.get(r.job.id) is r:
+                    del self._unrecorded[r.job.id]
+            self._pending_completions -= len(finished)
+        if finished:
+            self._slot_freed.set()
+        return again
+
+    def _completed(self, record: _Record, recorded: bool) -> None:
+        job, ctx = record.job, record.ctx
+        if not recorded:
+            self.log.warning(
+                "completion not recorded (ownership lost): another worker took the job over",
+                extra={"job_id": job.id, "job_type": job.job_type},
+            )
+            return
+        self.completed += 1
+        if (ctx is not None and ctx.checkpoints_written) or job.last_checkpoint_path:
+            try:
+                delete_checkpoints(self.storage, job)
+            except RhizomeError as exc:
+                self.log.warning("could not delete checkpoints: %s", exc, extra={"job_id": job.id})
+
+    # --- helper threads ---------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
         cfg = self.config
@@ -616,7 +787,9 @@ class Worker:
             with self._running_lock:
                 running = dict(self._running)
                 held = list(self._held)
-            controls = self.store.heartbeat(self.id, self.config.lease_seconds)
+                waiting = list(self._unrecorded)
+            ids = [*running, *held, *waiting]
+            controls = self.store.heartbeat(self.id, self.config.lease_seconds, ids)
             for job_id, ctx in running.items():
                 control = controls.get(job_id)
                 if control is None:
@@ -626,11 +799,19 @@ class Worker:
             if held:
                 self._update_held(held, controls)
             self._store_metrics()
-            expired = self.store.expire_leases()
+            expired = self.store.expire_leases(self.config.max_takeovers)
             if expired:
                 self.log.warning("reclaimed %d job(s) with expired leases", len(expired))
+            for job_id in self.store.fail_crash_loops(self.config.max_takeovers):
+                self.log.error(
+                    "job failed: its workers died %d times in a row (crash loop)",
+                    self.config.max_takeovers + 1,
+                    extra={"job_id": job_id},
+                )
             self.store.promote_retries()
             prune_due(self.store, self.storage)  # retention, hourly, in its own thread
+        except DatabaseUnavailableError as exc:
+            self.log.warning("heartbeat failed, database unavailable: %s", exc)
         except RhizomeError as exc:
             self.log.error("heartbeat failed: %s", exc)
 
@@ -675,3 +856,39 @@ class Worker:
                 del self._held[h.job.id]
             self._busy -= len(back)
         self._release_held(back, "handed back unstarted: the queue was paused")
+
+
+class _Outage:
+    """Backoff and log lines while the database cannot be reached: one warning when the
+    outage starts, one line when it ends."""
+
+    def __init__(self, log: logging.LoggerAdapter[logging.Logger], what: str, cap: float) -> None:
+        self.log = log
+        self.what = what
+        self.cap = cap
+        self.since: float | None = None
+        self.tries = 0
+
+    def failed(self, exc: BaseException | None) -> float:
+        """Seconds to wait before the next try."""
+        self.tries += 1
+        wait = min(0.2 * 2.0 ** min(self.tries - 1, 10), self.cap)
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.warning(
+                "database unavailable (%s paused; retrying with backoff up to %.0fs)%s",
+                self.what,
+                self.cap,
+                f": {exc}" if exc is not None else "",
+            )
+        return wait
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.warning(
+                "database is back after %.1fs; %s resumed",
+                time.monotonic() - self.since,
+                self.what,
+            )
+        self.since = None
+        self.tries = 0

@@ -25,6 +25,7 @@ from rhizome.errors import (
 )
 from rhizome.jobs import states
 from rhizome.jobs.model import (
+    DEFAULT_MAX_TAKEOVERS,
     JOB_SORTS,
     Control,
     ErrorType,
@@ -137,15 +138,71 @@ class SqlJobStore(ABC):
 
     @abstractmethod
     def claim(
-        self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
-    ) -> list[Job]: ...
+        self,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        job_types: Sequence[str] | None,
+        *,
+        max_takeovers: int = DEFAULT_MAX_TAKEOVERS,
+    ) -> list[Job]:
+        """Take up to ``limit`` due jobs: pending ones, and running ones whose lease ran out
+        (a takeover), except those taken over ``max_takeovers`` times already (see
+        :meth:`fail_crash_loops`)."""
 
     @abstractmethod
     def complete(self, worker_id: str, results: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         """Mark jobs completed with their outputs; returns the ids it completed."""
 
     @abstractmethod
-    def expire_leases(self) -> list[str]: ...
+    def expire_leases(self, max_takeovers: int = DEFAULT_MAX_TAKEOVERS) -> list[str]:
+        """The reaper: running jobs whose lease ran out go back to pending (each such
+        takeover is counted), except crash loops (see :meth:`fail_crash_loops`)."""
+
+    def fail_crash_loops(self, max_takeovers: int = DEFAULT_MAX_TAKEOVERS) -> list[str]:
+        """Running jobs whose lease ran out after ``max_takeovers`` takeovers fail as
+        ``permanent``: every worker that ran them died (killed, out of memory, crashed),
+        so handing them on would take down the next one too. Their message names the
+        stage where the workers died."""
+        failed: list[str] = []
+        with self.transaction() as tx:
+            for row in tx.all("crash_loops", {"max_takeovers": max_takeovers}):
+                job_id = str(row["id"])
+                stage = _stage(row)
+                deaths = int(row["takeovers"]) + 1
+                where = f" in stage {stage!r}" if stage else ""
+                message = (
+                    f"The job's worker stopped without finishing it {deaths} times in a "
+                    f"row{where} (killed, out of memory or crashed), so it is not handed to "
+                    "another worker again. What to do: check the job's input (a file too big "
+                    "or malformed for this machine?), give the workers more memory or raise "
+                    "RHIZOME_MAX_TAKEOVERS, then retry the job; it continues from its last "
+                    "checkpoint."
+                )
+                t = states.find("fail", row["status"])
+                tx.one(
+                    "set_failed",
+                    {
+                        "id": job_id,
+                        "error_type": ErrorType.PERMANENT.value,
+                        "last_error": f"crash loop: lease expired {deaths} times{where}; "
+                        f"last worker {row['worker_id'] or '?'}",
+                        "error_message": message,
+                        "retry_increment": 0,
+                        "retry_delay": None,
+                    },
+                )
+                self._event(
+                    tx,
+                    job_id,
+                    t.source,
+                    t.target,
+                    f"failed (permanent): crash loop, {deaths} workers died{where}",
+                    stage=stage,
+                    worker_id=row["worker_id"],
+                )
+                failed.append(job_id)
+        return failed
 
     @abstractmethod
     def promote_retries(self, as_of: datetime | None = None) -> list[str]:
@@ -153,7 +210,12 @@ class SqlJobStore(ABC):
         back to pending. ``as_of`` lets tests move the clock instead of sleeping."""
 
     @abstractmethod
-    def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]: ...
+    def heartbeat(
+        self, worker_id: str, lease_seconds: float, job_ids: Sequence[str]
+    ) -> dict[str, Control]:
+        """Extend the leases of ``job_ids`` (the jobs the worker runs or holds now) where
+        it still owns them; returns their pause/cancel flags. A job missing from the
+        answer is no longer the worker's."""
 
     @abstractmethod
     def _insert_new(self, tx: Tx, rows: list[Row]) -> list[Row]:
@@ -402,12 +464,20 @@ class SqlJobStore(ABC):
             owner=worker_id,
         )
 
-    def stop(self, job_id: str, worker_id: str, action: str, reason: str) -> Job:
+    def stop(
+        self, job_id: str, worker_id: str, action: str, reason: str, *, delay: float = 0.0
+    ) -> Job:
         """The owning worker stops a job at a safe point: ``pause``, ``cancel`` or
-        ``release`` (back to pending, e.g. on shutdown)."""
+        ``release`` (back to pending, e.g. on shutdown; with ``delay`` seconds it is not
+        due before then, counted in ``infra_retries``)."""
         query = {"pause": "set_paused", "cancel": "set_cancelled", "release": "set_released"}
         return self._apply(
-            job_id, action, query[action], {"reason": reason}, message=reason, owner=worker_id
+            job_id,
+            action,
+            query[action],
+            {"reason": reason, "delay": float(delay)},
+            message=reason,
+            owner=worker_id,
         )
 
     # --- requests from users and admins -------------------------------------------------

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from rhizome.errors import DatabaseUnavailableError
-from rhizome.jobs.model import Control, Job
+from rhizome.jobs.model import DEFAULT_MAX_TAKEOVERS, Control, Job
 from rhizome.jobs.store.base import ChangeWaiter, Row, SqlJobStore, Tx
 from rhizome.jobs.store.queries import Migration
 
@@ -103,7 +103,7 @@ class PostgresJobStore(SqlJobStore):
         try:
             with self.pool.connection() as conn:
                 yield _PgTx(conn, queries or self.queries)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise DatabaseUnavailableError(
                 f"Lost the connection to PostgreSQL: {_first_line(exc)}."
             ) from exc
@@ -141,13 +141,21 @@ class PostgresJobStore(SqlJobStore):
     def wait_for_jobs(self, timeout: float) -> bool:
         with self._listener_lock:
             if self._listener is None:
-                self._listener = psycopg.connect(self._conninfo, autocommit=True)
-                self._listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                try:
+                    self._listener = psycopg.connect(
+                        self._conninfo, autocommit=True, connect_timeout=5
+                    )
+                    self._listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                except psycopg.Error as exc:
+                    self._listener = None
+                    raise DatabaseUnavailableError(
+                        f"Cannot listen for new jobs on PostgreSQL: {_first_line(exc)}."
+                    ) from None
             listener = self._listener
         try:
             for _ in listener.notifies(timeout=timeout, stop_after=1):
                 return True
-        except psycopg.OperationalError:
+        except (psycopg.OperationalError, psycopg.InterfaceError):
             with self._listener_lock:
                 self._listener = None
             return True  # reconnect next time; let the caller poll meanwhile
@@ -178,7 +186,13 @@ class PostgresJobStore(SqlJobStore):
         return tx.all("delete_jobs", {"ids": ids, "user_id": user_id, "reason": reason})
 
     def claim(
-        self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
+        self,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        job_types: Sequence[str] | None,
+        *,
+        max_takeovers: int = DEFAULT_MAX_TAKEOVERS,
     ) -> list[Job]:
         if limit <= 0:
             return []
@@ -187,6 +201,7 @@ class PostgresJobStore(SqlJobStore):
             "limit": limit,
             "lease": float(lease_seconds),
             "types": list(job_types) if job_types else None,
+            "max_takeovers": max_takeovers,
         }
         with self.transaction() as tx:
             assert isinstance(tx, _PgTx)
@@ -221,17 +236,20 @@ class PostgresJobStore(SqlJobStore):
             rows = cur.fetchall()
         return [str(r["id"]) for r in rows]
 
-    def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]:
+    def heartbeat(
+        self, worker_id: str, lease_seconds: float, job_ids: Sequence[str]
+    ) -> dict[str, Control]:
+        params = {"worker_id": worker_id, "lease": float(lease_seconds), "ids": list(job_ids)}
         with self.transaction() as tx:
-            rows = tx.all("heartbeat", {"worker_id": worker_id, "lease": float(lease_seconds)})
+            rows = tx.all("heartbeat", params)
         return {
             str(r["id"]): Control(bool(r["pause_requested"]), bool(r["cancel_requested"]))
             for r in rows
         }
 
-    def expire_leases(self) -> list[str]:
+    def expire_leases(self, max_takeovers: int = DEFAULT_MAX_TAKEOVERS) -> list[str]:
         with self.transaction() as tx:
-            rows = tx.all("expire_leases")
+            rows = tx.all("expire_leases", {"max_takeovers": max_takeovers})
             if rows:
                 self._wakeup(tx, set())
         return [str(r["id"]) for r in rows]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rhizome.errors import DatabaseUnavailableError
-from rhizome.jobs.model import Control, Job
+from rhizome.jobs.model import DEFAULT_MAX_TAKEOVERS, Control, Job
 from rhizome.jobs.store.base import ChangeWaiter, Row, SqlJobStore, Tx
 from rhizome.jobs.store.queries import Migration
 
@@ -79,6 +79,15 @@ class _SqliteTx:
             self.conn.execute(statement)
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """Whether an SQLite error means the database cannot be used right now (locked past
+    the busy timeout, unreadable, disk full) rather than a wrong statement."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "busy", "disk i/o", "unable to open", "full"))
+
+
 class SqliteJobStore(SqlJobStore):
     dialect = "sqlite"
 
@@ -136,15 +145,28 @@ class SqliteJobStore(SqlJobStore):
             raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
         try:
             yield _SqliteTx(conn, queries or self.queries)
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):  # a failed statement may have rolled it back
+                conn.execute("ROLLBACK")
+            if _unavailable(exc):
+                raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
             raise
         else:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
 
     @contextmanager
     def session(self, queries: dict[str, str] | None = None) -> Iterator[Tx]:
-        yield _SqliteTx(self._conn(), queries or self.queries)
+        try:
+            yield _SqliteTx(self._conn(), queries or self.queries)
+        except sqlite3.OperationalError as exc:
+            if _unavailable(exc):
+                raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
+            raise
 
     def _shape_sql(self, sql: str, given: frozenset[str]) -> str:
         # SQLite walks the (user_id, created_at) index whenever it can: a list stops after
@@ -243,13 +265,20 @@ class SqliteJobStore(SqlJobStore):
         return rows
 
     def claim(
-        self, worker_id: str, limit: int, lease_seconds: float, job_types: Sequence[str] | None
+        self,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        job_types: Sequence[str] | None,
+        *,
+        max_takeovers: int = DEFAULT_MAX_TAKEOVERS,
     ) -> list[Job]:
         if limit <= 0:
             return []
         types = list(job_types) if job_types else None
+        params = {"limit": limit, "types": types, "max_takeovers": max_takeovers}
         with self.transaction() as tx:
-            picked = tx.all("claim_candidates", {"limit": limit, "types": types})
+            picked = tx.all("claim_candidates", params)
             if not picked:
                 return []
             before = {r["id"]: r["status"] for r in picked}
@@ -306,18 +335,21 @@ class SqliteJobStore(SqlJobStore):
             )
         return [str(r["id"]) for r in done]
 
-    def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[str, Control]:
+    def heartbeat(
+        self, worker_id: str, lease_seconds: float, job_ids: Sequence[str]
+    ) -> dict[str, Control]:
+        params = {"worker_id": worker_id, "lease": lease_seconds, "ids": list(job_ids)}
         with self.transaction() as tx:
             tx.run("touch_worker", {"worker_id": worker_id})
-            rows = tx.all("heartbeat", {"worker_id": worker_id, "lease": lease_seconds})
+            rows = tx.all("heartbeat", params) if job_ids else []
         return {
             str(r["id"]): Control(bool(r["pause_requested"]), bool(r["cancel_requested"]))
             for r in rows
         }
 
-    def expire_leases(self) -> list[str]:
+    def expire_leases(self, max_takeovers: int = DEFAULT_MAX_TAKEOVERS) -> list[str]:
         with self.transaction() as tx:
-            rows = tx.all("expire_leases")
+            rows = tx.all("expire_leases", {"max_takeovers": max_takeovers})
             tx.many(
                 "insert_event",
                 [

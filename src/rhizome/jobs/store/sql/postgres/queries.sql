@@ -80,6 +80,7 @@ WITH due_pending AS (
 ), due_expired AS (
     SELECT id, status, priority, created_at, worker_id FROM background_jobs
     WHERE status = 'processing' AND lease_expires_at < now()
+      AND takeovers < %(max_takeovers)s  -- a crash loop is failed by the reaper instead
       AND (%(types)s::text[] IS NULL OR job_type = ANY(%(types)s::text[]))
       AND job_type NOT IN (SELECT q.job_type FROM queue_controls q WHERE q.paused)
       AND NOT EXISTS (SELECT 1 FROM queue_controls q WHERE q.paused AND q.job_type = '*')
@@ -103,6 +104,7 @@ WITH due_pending AS (
                                    THEN 1 ELSE 0 END,
         claim_reason = CASE WHEN p.status = 'processing' THEN 'takeover'
                             ELSE j.claim_reason END,
+        takeovers = j.takeovers + CASE WHEN p.status = 'processing' THEN 1 ELSE 0 END,
         started_at = COALESCE(j.started_at, now()),
         heartbeat_at = now(),
         lease_expires_at = now() + make_interval(secs => %(lease)s),
@@ -126,9 +128,11 @@ SELECT * FROM claimed;
 WITH seen AS (
     UPDATE workers SET last_seen_at = now() WHERE id = %(worker_id)s
 )
+-- Only the jobs the worker names (those it runs or holds now): a job it gave up on, or
+-- could not record the end of, must not keep a live lease because the worker lives on.
 UPDATE background_jobs
 SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s)
-WHERE worker_id = %(worker_id)s AND status = 'processing'
+WHERE id = ANY(%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND status = 'processing'
 RETURNING id, pause_requested, cancel_requested;
 
 -- name: update_progress
@@ -191,14 +195,25 @@ WHERE id = %(id)s
 RETURNING *;
 
 -- name: set_released
+-- Back to pending; with a delay (the storage or the database failed under the job) it
+-- waits that long, counted in infra_retries, which sets the next delay.
 UPDATE background_jobs
-SET status = 'pending', lease_expires_at = NULL, updated_at = now(), claim_reason = 'release'
+SET status = 'pending', lease_expires_at = NULL, updated_at = now(), claim_reason = 'release',
+    run_at = now() + make_interval(secs => %(delay)s::float8),
+    infra_retries = infra_retries + CASE WHEN %(delay)s::float8 > 0 THEN 1 ELSE 0 END
 WHERE id = %(id)s
 RETURNING *;
 
+-- name: crash_loops
+-- Jobs whose lease ran out again after max_takeovers takeovers: every worker that ran
+-- them died. The reaper fails them (permanent) instead of handing them on.
+SELECT * FROM background_jobs
+WHERE status = 'processing' AND lease_expires_at < now() AND takeovers >= %(max_takeovers)s
+FOR UPDATE SKIP LOCKED;
+
 -- name: set_resumed
 UPDATE background_jobs
-SET status = 'pending', resumed_at = now(), resume_count = resume_count + 1,
+SET status = 'pending', takeovers = 0, resumed_at = now(), resume_count = resume_count + 1,
     pause_requested = false, run_at = now(), updated_at = now(), claim_reason = 'resume',
     last_checkpoint_path = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_path END,
     last_checkpoint_stage = CASE WHEN %(restart)s THEN NULL ELSE last_checkpoint_stage END,
@@ -209,7 +224,7 @@ RETURNING *;
 
 -- name: set_retried
 UPDATE background_jobs
-SET status = 'pending', next_retry_at = NULL, completed_at = NULL, run_at = now(),
+SET status = 'pending', takeovers = 0, next_retry_at = NULL, completed_at = NULL, run_at = now(),
     claim_reason = 'retry',
     retry_count = CASE WHEN %(reset_retries)s THEN 0 ELSE retry_count END,
     error_type = NULL, error_message = NULL, cancel_requested = false, pause_requested = false,
@@ -246,10 +261,11 @@ DELETE FROM job_events WHERE job_id = %(id)s;
 WITH expired AS (
     SELECT id FROM background_jobs
     WHERE status = 'processing' AND lease_expires_at < now()
+      AND takeovers < %(max_takeovers)s  -- crash loops: see crash_loops
     FOR UPDATE SKIP LOCKED
 ), updated AS (
     UPDATE background_jobs j SET status = 'pending', lease_expires_at = NULL, updated_at = now(),
-        claim_reason = 'takeover'
+        claim_reason = 'takeover', takeovers = j.takeovers + 1
     FROM expired e WHERE j.id = e.id
     RETURNING j.id, j.progress->>'stage' AS stage, j.worker_id
 ), events AS (

@@ -57,6 +57,7 @@ SELECT id, status, worker_id FROM (
     SELECT * FROM (
         SELECT id, status, priority, created_at, worker_id FROM background_jobs
         WHERE status = 'processing' AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          AND takeovers < :max_takeovers  -- a crash loop is failed by the reaper instead
           AND (:types IS NULL OR job_type IN (SELECT value FROM json_each(:types)))
           AND NOT EXISTS (SELECT 1 FROM queue_controls q
                           WHERE q.paused AND q.job_type IN ('*', background_jobs.job_type))
@@ -74,6 +75,7 @@ SET status = 'processing',
                                   OR claim_reason IN ('retry', 'takeover')
                              THEN 1 ELSE 0 END,
     claim_reason = CASE WHEN status = 'processing' THEN 'takeover' ELSE claim_reason END,
+    takeovers = takeovers + CASE WHEN status = 'processing' THEN 1 ELSE 0 END,
     started_at = COALESCE(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :lease || ' seconds'),
@@ -85,10 +87,13 @@ RETURNING *;
 UPDATE workers SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = :worker_id;
 
 -- name: heartbeat
+-- Only the jobs the worker names (those it runs or holds now): a job it gave up on, or
+-- could not record the end of, must not keep a live lease because the worker lives on.
 UPDATE background_jobs
 SET heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :lease || ' seconds')
-WHERE worker_id = :worker_id AND status = 'processing'
+WHERE id IN (SELECT value FROM json_each(:ids)) AND worker_id = :worker_id
+  AND status = 'processing'
 RETURNING id, pause_requested, cancel_requested;
 
 -- name: update_progress
@@ -143,15 +148,26 @@ WHERE id = :id
 RETURNING *;
 
 -- name: set_released
+-- Back to pending; with a delay (the storage or the database failed under the job) it
+-- waits that long, counted in infra_retries, which sets the next delay.
 UPDATE background_jobs
 SET status = 'pending', lease_expires_at = NULL, claim_reason = 'release',
+    run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :delay || ' seconds'),
+    infra_retries = infra_retries + CASE WHEN :delay > 0 THEN 1 ELSE 0 END,
     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE id = :id
 RETURNING *;
 
+-- name: crash_loops
+-- Jobs whose lease ran out again after max_takeovers takeovers: every worker that ran
+-- them died. The reaper fails them (permanent) instead of handing them on.
+SELECT * FROM background_jobs
+WHERE status = 'processing' AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+  AND takeovers >= :max_takeovers;
+
 -- name: set_resumed
 UPDATE background_jobs
-SET status = 'pending', resumed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+SET status = 'pending', takeovers = 0, resumed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     resume_count = resume_count + 1, pause_requested = 0, claim_reason = 'resume',
     run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     last_checkpoint_path = CASE WHEN :restart THEN NULL ELSE last_checkpoint_path END,
@@ -163,7 +179,7 @@ RETURNING *;
 
 -- name: set_retried
 UPDATE background_jobs
-SET status = 'pending', next_retry_at = NULL, completed_at = NULL, claim_reason = 'retry',
+SET status = 'pending', takeovers = 0, next_retry_at = NULL, completed_at = NULL, claim_reason = 'retry',
     run_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
     retry_count = CASE WHEN :reset_retries THEN 0 ELSE retry_count END,
     error_type = NULL, error_message = NULL, cancel_requested = 0, pause_requested = 0,
@@ -199,8 +215,10 @@ DELETE FROM job_events WHERE job_id = :id;
 
 -- name: expire_leases
 UPDATE background_jobs
-SET status = 'pending', lease_expires_at = NULL, claim_reason = 'takeover', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+SET status = 'pending', lease_expires_at = NULL, claim_reason = 'takeover',
+    takeovers = takeovers + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE status = 'processing' AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+  AND takeovers < :max_takeovers  -- crash loops: see crash_loops
 RETURNING id, progress ->> 'stage' AS stage, worker_id;
 
 -- name: promote_retries
