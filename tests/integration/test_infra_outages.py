@@ -202,6 +202,18 @@ class Drain:
                 problems.append(f"{job.id} completed with a wrong digest: {job.output_data}")
         if torn:
             problems.append(f"{len(torn)} checkpoint(s) did not verify: {torn[:10]}")
+        felt = [
+            line
+            for log in self.logs
+            for line in log.read_text(errors="replace").splitlines()
+            if any(k in line for k in ("unavailable", "Lost the connection", "database is locked"))
+        ]
+        if not felt:  # the outage must have hit the workers, or this test proved nothing
+            problems.append("no worker noticed the outage (no 'unavailable' line in any log)")
+        print(  # shown with -s / -rP: what the outage did
+            f"outage: {self.at_outage} at its start; {len(felt)} worker log line(s) about it; "
+            f"{sum('set aside' in ln for ln in felt)} job(s) set aside"
+        )
         assert not problems, "\n".join(problems[:40]) + "\nworker logs:\n" + self.logs_tail()
 
 
