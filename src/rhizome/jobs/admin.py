@@ -10,7 +10,6 @@ the other components' parts of *nuclear reset* and *fix orphans* as :class:`Admi
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,7 +39,6 @@ class AdminHooks:
 
 
 BULK_ACTIONS = ("pause", "resume", "cancel", "retry", "delete", "force_fail")
-_JOB_FOLDER = re.compile(r"^jobs/([0-9a-f-]{36})/")
 
 
 @dataclass
@@ -282,23 +280,14 @@ class Admin:
         return out
 
     def fix_orphans(self) -> dict[str, Any]:
-        """Release jobs whose worker stopped heartbeating, remove checkpoint folders of
-        jobs that no longer exist or completed, and run the orphan hooks."""
+        """Release jobs whose worker stopped heartbeating, remove checkpoint files no job
+        can resume from (:func:`~rhizome.jobs.retention.remove_orphan_checkpoints`: those
+        of jobs that no longer exist or completed), and run the orphan hooks."""
+        from rhizome.jobs.retention import remove_orphan_checkpoints
+
         released = self.store.expire_leases()
-        folders: dict[str, str] = {}
-        for key in self.storage.list("jobs"):
-            match = _JOB_FOLDER.match(key)
-            if match:
-                folders.setdefault(match.group(1), key)
-        removed = 0
-        if folders:
-            alive = {
-                j.id: j.status for j in self.store.list_jobs(ids=list(folders), limit=len(folders))
-            }
-            for job_id in folders:
-                status = alive.get(job_id)
-                if status is None or status is JobStatus.COMPLETED:
-                    removed += self.storage.delete_prefix(f"jobs/{job_id}")
+        # the reaper removes the same ones every few minutes (one definition of an orphan)
+        removed = remove_orphan_checkpoints(self.store, self.storage)
         out: dict[str, Any] = {
             "released_jobs": len(released),
             "removed_checkpoint_files": removed,
