@@ -47,9 +47,35 @@ ORDER BY j.created_at, j.id
 LIMIT %(limit)s;
 
 -- name: facet_counts
-SELECT j.job_type, {{shown_status}} AS shown, j.progress ->> 'stage' AS stage, count(*) AS n
-FROM background_jobs j
-WHERE {{job_filter}}
+-- Unfinished jobs are counted live (few, through background_jobs_unfinished_idx); finished
+-- ones come from job_counts (kept by triggers, migration 0007) when the filter names no
+-- more than the user and the hidden types, and are counted live under any other filter.
+-- Finished jobs have no stage here: a stage is shown (and filtered on) only for
+-- unfinished ones (rhizome.jobs.model.Facets).
+SELECT job_type, shown, stage, sum(n)::bigint AS n FROM (
+    SELECT j.job_type, {{shown_status}} AS shown, j.progress ->> 'stage' AS stage,
+           count(*) AS n
+    FROM background_jobs j
+    WHERE {{unfinished}} AND {{job_filter}}
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT j.job_type, j.status, NULL, j.n
+    FROM job_counts j
+    WHERE %(ids)s::uuid[] IS NULL AND %(entity_type)s::text IS NULL
+      AND %(entity_ids)s::text[] IS NULL AND %(pattern)s::text IS NULL
+      AND j.n > 0
+      AND (%(user_id)s::text IS NULL OR j.user_id = %(user_id)s)
+      AND (%(exclude_types)s::text[] IS NULL OR j.job_type <> ALL(%(exclude_types)s::text[]))
+    UNION ALL
+    SELECT j.job_type, j.status, NULL, count(*)
+    FROM background_jobs j
+    WHERE (%(ids)s::uuid[] IS NOT NULL OR %(entity_type)s::text IS NOT NULL
+           OR %(entity_ids)s::text[] IS NOT NULL OR %(pattern)s::text IS NOT NULL)
+      AND (j.status IN ('completed', 'cancelled')
+           OR (j.status = 'failed' AND j.next_retry_at IS NULL))
+      AND {{job_filter}}
+    GROUP BY 1, 2
+) AS counted
 GROUP BY 1, 2, 3;
 
 -- name: metrics_started

@@ -50,9 +50,35 @@ ORDER BY j.created_at, j.id
 LIMIT coalesce(:limit, -1);
 
 -- name: facet_counts
-SELECT j.job_type, {{shown_status}} AS shown, j.progress ->> 'stage' AS stage, count(*) AS n
-FROM background_jobs j
-WHERE {{job_filter}}
+-- Unfinished jobs are counted live (few, through background_jobs_unfinished_idx); finished
+-- ones come from job_counts (kept by triggers, migration 0007) when the filter names no
+-- more than the user and the hidden types, and are counted live under any other filter.
+-- Finished jobs have no stage here: a stage is shown (and filtered on) only for
+-- unfinished ones (rhizome.jobs.model.Facets).
+SELECT job_type, shown, stage, sum(n) AS n FROM (
+    SELECT j.job_type, {{shown_status}} AS shown, j.progress ->> 'stage' AS stage,
+           count(*) AS n
+    FROM background_jobs j
+    WHERE {{unfinished}} AND {{job_filter}}
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT j.job_type, j.status, NULL, j.n
+    FROM job_counts j
+    WHERE :ids IS NULL AND :entity_type IS NULL AND :entity_ids IS NULL AND :pattern IS NULL
+      AND j.n > 0
+      AND (:user_id IS NULL OR j.user_id = :user_id)
+      AND (:exclude_types IS NULL
+           OR j.job_type NOT IN (SELECT value FROM json_each(:exclude_types)))
+    UNION ALL
+    SELECT j.job_type, j.status, NULL, count(*)
+    FROM background_jobs j
+    WHERE (:ids IS NOT NULL OR :entity_type IS NOT NULL OR :entity_ids IS NOT NULL
+           OR :pattern IS NOT NULL)
+      AND (j.status IN ('completed', 'cancelled')
+           OR (j.status = 'failed' AND j.next_retry_at IS NULL))
+      AND {{job_filter}}
+    GROUP BY 1, 2
+)
 GROUP BY 1, 2, 3;
 
 -- name: metrics_started
