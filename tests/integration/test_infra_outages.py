@@ -35,6 +35,7 @@ from tests.pgcluster import PgCluster, available, pg_cluster
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 STAGES, UNITS, SLEEP_MS = 2, 2, 5
+LEASE = 5.0
 WORKERS, CONCURRENCY = 3, 4
 LOCK_SECONDS = 40  # the issue's number: longer than SQLite's busy timeout (30 s)
 DRAIN_SECONDS = 100  # after the outage ended: every job settled by then
@@ -75,7 +76,7 @@ def _worker_env(db_url: str, tmp_path: Path) -> dict[str, str]:
         db_url,
         tmp_path / "storage",
         RHIZOME_HEARTBEAT_SECONDS="0.5",
-        RHIZOME_LEASE_SECONDS="5",
+        RHIZOME_LEASE_SECONDS=str(LEASE),
         RHIZOME_POLL_SECONDS="0.2",
         RHIZOME_LOG_LEVEL="INFO",
     )
@@ -173,8 +174,10 @@ class Drain:
         assert len(jobs) == self.jobs
         digest = noop_digest(STAGES, UNITS)
         torn: list[str] = []
+        taken_over = 0
         for job in jobs:
             events = store.events(job.id)
+            taken_over += any("lease expired" in (e.message or "") for e in events)
             completions = sum(e.to_status == "completed" for e in events)
             torn += [
                 f"{job.id}: {e.message}"
@@ -212,7 +215,10 @@ class Drain:
             problems.append("no worker noticed the outage (no 'unavailable' line in any log)")
         print(  # shown with -s / -rP: what the outage did
             f"outage: {self.at_outage} at its start; {len(felt)} worker log line(s) about it; "
-            f"{sum('set aside' in ln for ln in felt)} job(s) set aside"
+            f"{sum('set aside' in ln for ln in felt)} job(s) set aside; {taken_over} job(s) "
+            f"taken over after their lease ran out; "
+            f"{sum('refused' in ln for log in self.logs for ln in log.read_text().splitlines())}"
+            " late result(s) refused"
         )
         assert not problems, "\n".join(problems[:40]) + "\nworker logs:\n" + self.logs_tail()
 
@@ -220,18 +226,26 @@ class Drain:
 # --- PostgreSQL restarted mid-run -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["fast", "immediate"])
+@pytest.mark.parametrize("mode", ["fast", "immediate", "down-longer-than-the-lease"])
 def test_postgres_restart_mid_drain(
     cluster: PgCluster, cluster_url: str, tmp_path: Path, mode: str
 ) -> None:
+    """``fast`` and ``immediate``: ``pg_ctl restart -m``; the third case stops the server
+    (immediate) for three leases, so every lease runs out while the workers hold results
+    they could not record: those are refused and the jobs' new owners finish them."""
     store = open_product_store(cluster_url)
     try:
         drain = Drain(store, cluster_url, tmp_path, jobs=600)
 
-        def restart() -> None:
-            cluster.restart(mode)  # type: ignore[arg-type]
+        def outage() -> None:
+            if mode in ("fast", "immediate"):
+                cluster.restart(mode)  # type: ignore[arg-type]
+            else:
+                cluster.stop("immediate")
+                time.sleep(3 * LEASE)
+                cluster.start()
 
-        drain.run(restart)
+        drain.run(outage)
         drain.check()
     finally:
         store.close()
