@@ -884,6 +884,24 @@ def test_a_crash_loop_fails_after_max_takeovers(store: SqlJobStore) -> None:
     assert again.status is P and again.takeovers == 0
 
 
+def test_the_fence_refuses_the_writes_of_a_worker_that_lost_its_job(
+    store: SqlJobStore,
+) -> None:
+    job = add(store, "type_a")
+    claim_one(store, W1, lease=0.05)
+    with store.fence(job.id, W1):
+        store.enqueue([NewJob("type_b", {})])  # still W1's: its writes go through
+    time.sleep(0.1)
+    assert [j.id for j in store.claim(W2, 1, LEASE, ["type_a"])] == [job.id]
+    with store.fence(job.id, W1), pytest.raises(JobLostError):
+        store.enqueue([NewJob("type_b", {})])  # W1 was cut off: refused
+    with store.fence(job.id, W2):
+        store.enqueue([NewJob("type_b", {})])  # the new owner's go through
+    assert store.count_jobs()[("pending", "type_b")] == 2
+    store.enqueue([NewJob("type_b", {})])  # outside a fence nothing is checked
+    assert store.count_jobs()[("pending", "type_b")] == 3
+
+
 def test_a_release_with_a_delay_is_not_due_before_it(store: SqlJobStore) -> None:
     job = add(store)
     claim_one(store)

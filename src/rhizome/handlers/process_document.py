@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rhizome.config import Settings, load_settings
-from rhizome.errors import InvalidInputError
+from rhizome.errors import InvalidInputError, JobLostError, RhizomeError
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext, JobInterrupted
 from rhizome.jobs.model import ErrorType
@@ -227,6 +227,10 @@ def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
             )
         raise
     except Exception as exc:
+        if ctx.lost or isinstance(exc, JobLostError):
+            raise  # another worker runs the job now: the document is its business
+        if isinstance(exc, RhizomeError) and exc.infrastructure:
+            raise  # not the document's fault: the job continues (here or elsewhere)
         kind = classify(exc)
         if kind is not ErrorType.TRANSIENT or ctx.job.retry_count >= ctx.job.max_retries:
             library.update_document(

@@ -504,7 +504,8 @@ class Worker:
         token = self.job_logs.enter(job, self.id, ctx.current_stage_name)
         outcome = "lost"
         try:
-            output = job_type.handler(ctx, data) or {}
+            with self.store.fence(job.id, self.id):  # late writes refused after a takeover
+                output = job_type.handler(ctx, data) or {}
             self._queue_record(_Record(job, "complete", output=output, ctx=ctx))
             outcome = "completed"
         except JobInterrupted as stop:

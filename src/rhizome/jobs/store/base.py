@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -135,6 +136,37 @@ class SqlJobStore(ABC):
         """A waiter for the change feed (:mod:`rhizome.jobs.events`): it returns as soon as
         anything was committed (PostgreSQL: LISTEN for the change trigger's NOTIFY;
         SQLite: ``PRAGMA data_version``). Close it when done."""
+
+    # --- the fence -----------------------------------------------------------------------
+
+    @contextmanager
+    def fence(self, job_id: str, worker_id: str) -> Iterator[None]:
+        """Within this block, every transaction this thread opens on this store first
+        checks that ``worker_id`` still runs ``job_id`` (and, on PostgreSQL, locks the row
+        against a takeover until it commits); :class:`JobLostError` otherwise. The worker
+        runs each handler inside one, so a worker whose lease ran out (cut off from the
+        database, say) cannot write a document's chunks, connections or follow-up jobs
+        once another worker took the job over: its late writes are refused, whatever
+        component's tables they touch."""
+        previous = getattr(_FENCE, "held", None)
+        _FENCE.held = (self, job_id, worker_id)
+        try:
+            yield
+        finally:
+            _FENCE.held = previous
+
+    def _check_fence(self, tx: Tx) -> None:
+        """Called by the stores at the start of each transaction."""
+        held = getattr(_FENCE, "held", None)
+        if held is None or held[0] is not self:
+            return
+        _, job_id, worker_id = held
+        if self._owned_row(tx, job_id, worker_id) is None:
+            raise JobLostError(f"Job {job_id} is no longer owned by worker {worker_id}.")
+
+    @abstractmethod
+    def _owned_row(self, tx: Tx, job_id: str, worker_id: str) -> Row | None:
+        """The ``owned_job`` query in ``tx`` (whatever queries ``tx`` was opened with)."""
 
     @abstractmethod
     def claim(
@@ -1021,6 +1053,10 @@ class SqlJobStore(ABC):
                 "worker_id": worker_id,
             },
         )
+
+
+_FENCE = threading.local()
+"""The fence of this thread: (store, job id, worker id), or unset."""
 
 
 def _list_or_none(values: Sequence[str] | None) -> list[str] | None:

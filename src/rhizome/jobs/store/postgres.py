@@ -102,13 +102,19 @@ class PostgresJobStore(SqlJobStore):
     def transaction(self, queries: dict[str, str] | None = None) -> Iterator[Tx]:
         try:
             with self.pool.connection() as conn:
-                yield _PgTx(conn, queries or self.queries)
+                tx = _PgTx(conn, queries or self.queries)
+                self._check_fence(tx)
+                yield tx
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise DatabaseUnavailableError(
                 f"Lost the connection to PostgreSQL: {_first_line(exc)}."
             ) from exc
 
     session = transaction
+
+    def _owned_row(self, tx: Tx, job_id: str, worker_id: str) -> Row | None:
+        assert isinstance(tx, _PgTx)
+        return _PgTx(tx.conn, self.queries).one("owned_job", {"id": job_id, "worker_id": worker_id})
 
     def close(self) -> None:
         with self._listener_lock:

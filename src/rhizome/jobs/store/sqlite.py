@@ -144,7 +144,9 @@ class SqliteJobStore(SqlJobStore):
         except sqlite3.Error as exc:
             raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
         try:
-            yield _SqliteTx(conn, queries or self.queries)
+            tx = _SqliteTx(conn, queries or self.queries)
+            self._check_fence(tx)
+            yield tx
         except BaseException as exc:
             with suppress(sqlite3.Error):  # a failed statement may have rolled it back
                 conn.execute("ROLLBACK")
@@ -158,6 +160,12 @@ class SqliteJobStore(SqlJobStore):
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}.") from exc
+
+    def _owned_row(self, tx: Tx, job_id: str, worker_id: str) -> Row | None:
+        assert isinstance(tx, _SqliteTx)
+        return _SqliteTx(tx.conn, self.queries).one(
+            "owned_job", {"id": job_id, "worker_id": worker_id}
+        )
 
     @contextmanager
     def session(self, queries: dict[str, str] | None = None) -> Iterator[Tx]:

@@ -56,6 +56,13 @@ SELECT * FROM background_jobs WHERE id = %(id)s;
 -- name: lock_job
 SELECT * FROM background_jobs WHERE id = %(id)s FOR UPDATE;
 
+-- name: owned_job
+-- The fence (SqlJobStore.fence): the job is still this worker's; the row stays locked
+-- (against takeovers and the reaper) until the transaction that asked commits.
+SELECT 1 AS ok FROM background_jobs
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND status = 'processing'
+FOR SHARE;
+
 -- name: count_jobs
 SELECT status, job_type, count(*) AS n FROM background_jobs
 WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)

@@ -35,6 +35,12 @@ SELECT * FROM background_jobs WHERE id = :id;
 -- name: lock_job
 SELECT * FROM background_jobs WHERE id = :id;
 
+-- name: owned_job
+-- The fence (SqlJobStore.fence): the job is still this worker's (the transaction holds
+-- the database's write lock, so no takeover can come between).
+SELECT 1 AS ok FROM background_jobs
+WHERE id = :id AND worker_id = :worker_id AND status = 'processing';
+
 -- name: count_jobs
 SELECT status, job_type, count(*) AS n FROM background_jobs
 WHERE (:user_id IS NULL OR user_id = :user_id)
