@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from rhizome.jobs.events import Change
@@ -111,3 +112,238 @@ def _affects(f: JobFilter, user: str, job_type: str, reshaped: bool) -> bool:
     if job_type in f.exclude_types and job_type not in f.types:
         return False
     return reshaped or f.q is not None
+
+
+# --- whole answers ------------------------------------------------------------------------
+
+LIBRARY_NEUTRAL_TYPES = frozenset({"noop"})
+"""Job types whose runs change no document, chunk, connection or title (the hidden ``noop``
+of tests and benchmarks): their changes leave the cached job lists that leave them out,
+and every cached document answer, alone. Any other type may change the library."""
+
+WRITES_KEY = "rhizome.writes"
+"""A state-changing route may list what it changed in its request scope, as
+``[(user, job type, job id), …]`` of the jobs it created; the caches then drop only what
+those move instead of everything of the user (see ``WebState.after_write``)."""
+
+MAX_ANSWERS = 2048
+"""Cached answers kept at most (the oldest go first)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a cached answer depends on, so a change drops exactly the answers it may move.
+
+    * a user's *library* answers (job lists and searches, the documents, a document): any
+      change of one of the user's jobs except those of a type in ``ignore``;
+    * one job's page (``job`` = the id or prefix it was asked by): any change of a job
+      whose id starts with it, or of its timeline.
+    """
+
+    user: str
+    job: str | None = None
+    ignore: frozenset[str] = frozenset()
+
+    def moved_by(self, user: str | None, job_id: str | None, job_type: str | None) -> bool:
+        """Whether a change of a job (``None``: not known) may move this answer."""
+        if self.job is not None:
+            return job_id is None or job_id.lower().startswith(self.job)
+        if user is not None and user != self.user:
+            return False
+        return job_type is None or job_type not in self.ignore
+
+
+@dataclass
+class _Answer:
+    scope: Scope
+    body: bytes
+    expires: float
+    resolved: str | None
+    """For a job's page asked by a prefix: the job it named."""
+
+
+@dataclass(eq=False)
+class _Ticket:
+    scope: Scope
+    moved: bool = False
+
+
+class ResponseCache:
+    """Whole JSON answers of the read endpoints (job lists and searches, a job, the
+    documents, a document) per user and request, kept until a change may move them.
+
+    Freshness: the server's change feed reports every committed change of a job (and of its
+    timeline) to :meth:`observe` **before** any browser hears of it, and drops the answers
+    of that job's user that the change may move (a change of a hidden ``noop`` job leaves
+    the views that hide it alone); every state-changing API request empties the cache when
+    it answers, so a client never reads an answer older than its own write or than a live
+    message it got. An answer being computed while a change that moves it arrives is not
+    kept. Changes outside the feed (a worker's heartbeat row, a job pruned by retention,
+    another process writing the library without a job) and answers that depend on the
+    clock (run time, ETA, retry countdown of unfinished jobs) are bounded by ``ttl`` and
+    ``clock_ttl`` seconds. Without a running feed nothing is cached. The key always
+    includes the user: an answer is never served to another user.
+    """
+
+    def __init__(
+        self,
+        enabled: Callable[[], bool],
+        ttl: float = 5.0,
+        clock_ttl: float = 1.0,
+        max_items: int = MAX_ANSWERS,
+    ) -> None:
+        self.enabled = enabled
+        self.ttl = ttl
+        self.clock_ttl = min(clock_ttl, ttl)
+        self.max_items = max_items
+        self.hits = 0
+        self.misses = 0
+        self._answers: OrderedDict[Hashable, _Answer] = OrderedDict()
+        self._by_user: dict[str, set[Hashable]] = {}
+        self._by_job: dict[str, set[Hashable]] = {}
+        self._prefixed: set[Hashable] = set()
+        self._pending: set[_Ticket] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self.ttl > 0 and self.enabled()
+
+    def get(self, key: Hashable) -> bytes | None:
+        """The cached answer, or None (then :meth:`begin` before computing it)."""
+        if not self.active:
+            return None
+        answer = self._answers.get(key)
+        if answer is None or answer.expires < time.monotonic():
+            self.misses += 1
+            return None
+        self.hits += 1
+        return answer.body
+
+    def begin(self, scope: Scope) -> _Ticket:
+        """Before an answer is computed: changes from now on that move it are noted."""
+        ticket = _Ticket(scope)
+        with self._lock:
+            self._pending.add(ticket)
+        return ticket
+
+    def end(
+        self,
+        ticket: _Ticket,
+        key: Hashable,
+        body: bytes | None,
+        *,
+        clock: bool = False,
+        resolved: str | None = None,
+    ) -> None:
+        """After it was computed (``body`` None: it failed): kept unless a change moved it
+        meanwhile or the feed stopped. ``clock``: the answer depends on the clock."""
+        with self._lock:
+            self._pending.discard(ticket)
+            if body is None or ticket.moved or not self.active:
+                return
+            self._drop(key)
+            while len(self._answers) >= self.max_items:
+                self._drop(next(iter(self._answers)))
+            scope = ticket.scope
+            ttl = self.clock_ttl if clock else self.ttl
+            self._answers[key] = _Answer(scope, body, time.monotonic() + ttl, resolved)
+            if scope.job is not None:
+                self._by_job.setdefault(resolved or scope.job, set()).add(key)
+                if resolved is not None and resolved != scope.job:
+                    self._prefixed.add(key)
+            else:
+                self._by_user.setdefault(scope.user, set()).add(key)
+
+    def _drop(self, key: Hashable) -> None:
+        answer = self._answers.pop(key, None)
+        if answer is None:
+            return
+        scope = answer.scope
+        index, name = (
+            (self._by_job, answer.resolved or scope.job)
+            if scope.job is not None
+            else (self._by_user, scope.user)
+        )
+        keys = index.get(name or "")
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del index[name or ""]
+        self._prefixed.discard(key)
+
+    def invalidate(self) -> None:
+        """Forget every answer (and every answer being computed)."""
+        with self._lock:
+            self._answers.clear()
+            self._by_user.clear()
+            self._by_job.clear()
+            self._prefixed.clear()
+            for ticket in self._pending:
+                ticket.moved = True
+
+    def forget_user(self, user: str) -> None:
+        """Forget every answer of ``user`` (and those being computed)."""
+        with self._lock:
+            for key in [k for k, a in self._answers.items() if a.scope.user == user]:
+                self._drop(key)
+            for ticket in self._pending:
+                if ticket.scope.user == user:
+                    ticket.moved = True
+
+    def moved(
+        self,
+        library: Iterable[tuple[str | None, str | None]] = (),
+        jobs: Iterable[str | None] = (),
+    ) -> None:
+        """Forget the answers that changes may move: ``library``, changes of a job of
+        ``(user, type)``; ``jobs``, changes of these jobs or their timelines (``None``: not
+        known, any)."""
+        library = set(library)
+        jobs = set(jobs)
+        if not library and not jobs:
+            return
+        with self._lock:
+            for ticket in self._pending:
+                scope = ticket.scope
+                if scope.job is None:
+                    ticket.moved = ticket.moved or any(
+                        scope.moved_by(u, None, t) for u, t in library
+                    )
+                else:
+                    ticket.moved = ticket.moved or any(scope.moved_by(None, j, None) for j in jobs)
+            for user, job_type in library:
+                for name in list(self._by_user) if user is None else [user]:
+                    for key in list(self._by_user.get(name, ())):
+                        if self._answers[key].scope.moved_by(user, None, job_type):
+                            self._drop(key)
+            if None in jobs:
+                for key in [k for k, a in self._answers.items() if a.scope.job is not None]:
+                    self._drop(key)
+                return
+            for job_id in jobs:
+                assert job_id is not None
+                for key in list(self._by_job.get(job_id, ())):
+                    self._drop(key)
+            for key in list(self._prefixed):
+                if any(self._answers[key].scope.moved_by(None, j, None) for j in jobs):
+                    self._drop(key)
+
+    def observe(self, changes: Iterable[Change] | None) -> None:
+        """Called by the change feed (None: it may have missed changes)."""
+        if changes is None:
+            self.invalidate()
+            return
+        library: set[tuple[str | None, str | None]] = set()
+        jobs: set[str | None] = set()
+        for change in changes:
+            if change.kind == "job" and change.job is not None:
+                job = change.job
+                library.add((job.user_id, job.job_type))
+                jobs.add(job.id)
+            elif change.kind == "event" and change.event is not None:
+                jobs.add(change.event.job_id)  # a timeline entry shows on its job's page
+            elif change.kind == "deleted":
+                library.add((None, None))  # whose job it was is not said
+                jobs.add(change.job_id)
+        self.moved(library, jobs)

@@ -344,9 +344,10 @@ class SecurityConfig:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     auth: Authenticator | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    after_write: list[Callable[[], None]] = field(default_factory=list)
-    """Called when a state-changing request starts its answer (its change is committed):
-    read caches drop what it may have changed before the client can ask again."""
+    after_write: list[Callable[[Scope], None]] = field(default_factory=list)
+    """Called with the request's scope when a state-changing request starts its answer (its
+    change is committed): read caches drop what it may have changed before the client can
+    ask again (the route may have said what it changed: ``WRITES_KEY``)."""
 
     def __post_init__(self) -> None:
         if self.auth is None:
@@ -527,7 +528,7 @@ class GuardMiddleware:
         if login_attempt:
             send = _watch_login(send, cfg.throttle, client)
         if method not in SAFE_METHODS and cfg.after_write:
-            send = _after_write(send, cfg.after_write)
+            send = _after_write(send, cfg.after_write, scope)
         await self.app(scope, receive, send)
 
 
@@ -542,11 +543,11 @@ def _client_address(peer: str | None, headers: dict[str, str], trusted: bool) ->
     return peer or "unknown"
 
 
-def _after_write(send: Send, hooks: list[Callable[[], None]]) -> Send:
+def _after_write(send: Send, hooks: list[Callable[[Scope], None]], scope: Scope) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             for hook in hooks:
-                hook()
+                hook(scope)
         await send(message)
 
     return wrapped

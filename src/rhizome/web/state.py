@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.worker import Worker
 from rhizome.storage import Storage
 from rhizome.web import display
-from rhizome.web.readcache import FacetCache
+from rhizome.web.readcache import WRITES_KEY, FacetCache, ResponseCache
 from rhizome.web.security import IDENTITY_KEY, SecurityConfig
 from rhizome.web.sse import Broadcaster
 
@@ -36,12 +37,36 @@ class WebState:
     extra: dict[str, Any] = field(default_factory=dict)
     facet_cache: FacetCache[Facets] = field(init=False)
     """Facet counts, reused until a job's type, shown status or stage changes."""
+    responses: ResponseCache = field(init=False)
+    """Whole answers of the read endpoints, reused until a change may move them."""
 
     def __post_init__(self) -> None:
         self._registry = self.app.registry  # one lookup (App.registry imports the handlers)
         self.facet_cache = FacetCache(lambda: self.broadcaster.feed_ok)
         self.broadcaster.observers.append(self.facet_cache.observe)
-        self.security.after_write.append(self.facet_cache.invalidate)
+        self.responses = ResponseCache(lambda: self.broadcaster.feed_ok)
+        self.broadcaster.observers.append(self.responses.observe)
+        self.security.after_write.append(self.after_write)
+
+    def after_write(self, scope: MutableMapping[str, Any]) -> None:
+        """A state-changing request answers (its change is committed): the read caches
+        drop what it may have changed, before its client can ask again. A route that said
+        what it changed (``WRITES_KEY``: the jobs it created) moves only that; any other
+        write drops every cached answer of its user, or of everyone for an admin's."""
+        identity = scope.get(IDENTITY_KEY)
+        writes = scope.get(WRITES_KEY)
+        if isinstance(identity, Identity) and isinstance(writes, list):
+            self.facet_cache.moved((user, job_type, True) for user, job_type, _ in writes)
+            self.responses.moved(
+                library=[(user, job_type) for user, job_type, _ in writes],
+                jobs=[job_id for _, _, job_id in writes],
+            )
+            return
+        self.facet_cache.invalidate()
+        if isinstance(identity, Identity) and not identity.is_admin:
+            self.responses.forget_user(identity.user)
+        else:
+            self.responses.invalidate()
 
     @property
     def store(self) -> SqlJobStore:

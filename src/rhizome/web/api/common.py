@@ -3,15 +3,18 @@ admin actions bound to the requesting user."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import Query, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.admin import Admin
-from rhizome.jobs.model import Job, StatusFilter
+from rhizome.jobs.model import TERMINAL_STATUSES, Job, StatusFilter
+from rhizome.web.readcache import Scope
 from rhizome.web.state import WebState, clean_json, clean_text
 from rhizome.web.views import job_summary
 
@@ -70,3 +73,52 @@ def admin_for(state: WebState, user: str) -> Admin:
 
 def job_out(state: WebState, job: Job) -> dict[str, Any]:
     return {"job": job_summary(state.registry, job)}
+
+
+# --- cached answers -------------------------------------------------------------------------
+
+ANSWER = TypeAdapter(dict[str, Any])
+"""How FastAPI writes a ``dict[str, Any]`` answer (the same bytes)."""
+
+
+FINISHED = frozenset(s.value for s in TERMINAL_STATUSES)
+
+
+def on_the_clock(jobs: Iterable[dict[str, Any]]) -> bool:
+    """Whether these job views change with the clock alone (run time, ETA, retry
+    countdown, a worker's last sign of life): a job is unfinished, waits for a retry or
+    shows its worker."""
+    return any(
+        j["status"] not in FINISHED or j.get("next_retry_at") or j.get("worker") for j in jobs
+    )
+
+
+Computed = tuple[dict[str, Any], bool, str | None]
+"""An answer, whether it depends on the clock, and the job it shows (a job's page)."""
+
+
+async def cached(
+    state: WebState, key: Hashable, scope: Scope, compute: Callable[[], Computed]
+) -> Response:
+    """The answer for ``key`` from the response cache, or ``compute()`` run in the request
+    pool (once: the answer is written to JSON there too) and kept. The key must hold the
+    user and every request value the answer depends on."""
+    cache = state.responses
+    body = cache.get(key)
+    if body is None:
+
+        def run() -> tuple[bytes, bool, str | None]:
+            data, clock, resolved = compute()
+            return ANSWER.dump_json(data), clock, resolved
+
+        if not cache.active:
+            body, _, _ = await run_in_threadpool(run)
+            return Response(body, media_type="application/json")
+        ticket = cache.begin(scope)
+        try:
+            body, clock, resolved = await run_in_threadpool(run)
+        except BaseException:
+            cache.end(ticket, key, None)
+            raise
+        cache.end(ticket, key, body, clock=clock, resolved=resolved)
+    return Response(body, media_type="application/json")

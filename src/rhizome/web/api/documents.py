@@ -15,8 +15,9 @@ from rhizome.library import Library
 from rhizome.library.ingest import add_bytes, add_text, add_url
 from rhizome.library.repo import DocumentNotFoundError
 from rhizome.pipeline.filetypes import ACCEPTED_LIST
-from rhizome.web.api.common import Model, Text
+from rhizome.web.api.common import Computed, Model, Text, cached, on_the_clock
 from rhizome.web.errors import NotAvailableError, PayloadTooLargeError, UnsupportedTypeError
+from rhizome.web.readcache import LIBRARY_NEUTRAL_TYPES, Scope
 from rhizome.web.security import RequestTooLarge
 from rhizome.web.services.documents import (
     check_upload,
@@ -43,21 +44,26 @@ class TextRequest(Model):
     title: Annotated[Text, Field(min_length=1, max_length=500)] | None = None
 
 
-@router.get("/documents", summary="The library (newest first)")
-def list_documents(
+@router.get("/documents", summary="The library (newest first)", response_model=dict[str, Any])
+async def list_documents(
     state: StateDep,
     user: UserDep,
     status: Literal["pending", "processing", "ready", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict[str, Any]:
-    docs = Library(state.store).list_documents(user, status=status, limit=limit, offset=offset)
-    latest = latest_jobs(state.store, [d.id for d in docs], user)
-    return {
-        "documents": [document_view(d, latest.get(d.id)) for d in docs],
-        "limit": limit,
-        "offset": offset,
-    }
+) -> Response:
+    def compute() -> Computed:
+        docs = Library(state.store).list_documents(user, status=status, limit=limit, offset=offset)
+        latest = latest_jobs(state.store, [d.id for d in docs], user)
+        answer = {
+            "documents": [document_view(d, latest.get(d.id)) for d in docs],
+            "limit": limit,
+            "offset": offset,
+        }
+        return answer, False, None
+
+    key = ("documents", user, status, limit, offset)
+    return await cached(state, key, Scope(user, ignore=LIBRARY_NEUTRAL_TYPES), compute)
 
 
 UPLOAD_SCHEMA: dict[str, Any] = {
@@ -197,12 +203,18 @@ def add_document_text(state: StateDep, user: UserDep, body: TextRequest) -> dict
     }
 
 
-@router.get("/documents/{document_id}", summary="A document with chunks")
-def get_document(state: StateDep, user: UserDep, document_id: str) -> dict[str, Any]:
-    bundle = document_bundle(state.store, state.registry, document_id, user)
-    doc = Library(state.store).get_document(document_id, user)
-    bundle["has_content"] = document_markdown(state.storage, doc) is not None
-    return bundle
+@router.get(
+    "/documents/{document_id}", summary="A document with chunks", response_model=dict[str, Any]
+)
+async def get_document(state: StateDep, user: UserDep, document_id: str) -> Response:
+    def compute() -> Computed:
+        bundle = document_bundle(state.store, state.registry, document_id, user)
+        doc = Library(state.store).get_document(document_id, user)
+        bundle["has_content"] = document_markdown(state.storage, doc) is not None
+        return bundle, on_the_clock(bundle["jobs"]), None
+
+    key = ("document", user, document_id)
+    return await cached(state, key, Scope(user, ignore=LIBRARY_NEUTRAL_TYPES), compute)
 
 
 @router.get(

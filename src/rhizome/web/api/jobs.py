@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from rhizome.errors import InvalidInputError
@@ -15,6 +15,7 @@ from rhizome.jobs.client import enqueue
 from rhizome.jobs.model import JobSort
 from rhizome.web.api.common import (
     MAX_IDS,
+    Computed,
     FilterQuery,
     JobTypeName,
     JsonObject,
@@ -23,9 +24,12 @@ from rhizome.web.api.common import (
     StatusName,
     Text,
     admin_for,
+    cached,
     job_out,
+    on_the_clock,
 )
 from rhizome.web.ownership import check_enqueue
+from rhizome.web.readcache import LIBRARY_NEUTRAL_TYPES, WRITES_KEY, Scope
 from rhizome.web.services import jobs as job_service
 from rhizome.web.state import StateDep, UserDep
 from rhizome.web.views import job_summary
@@ -69,8 +73,8 @@ class BulkRequest(Model):
     restart: bool = Field(False, description="For resume/retry: from the beginning.")
 
 
-@router.get("/jobs", summary="List and filter jobs (newest first)")
-def list_jobs(
+@router.get("/jobs", summary="List and filter jobs (newest first)", response_model=dict[str, Any])
+async def list_jobs(
     state: StateDep,
     user: UserDep,
     type: FilterQuery = [],  # noqa: B006  (FastAPI copies defaults)
@@ -83,29 +87,50 @@ def list_jobs(
     ] = "created_desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict[str, Any]:
+) -> Response:
     """``status`` takes the stored statuses and the derived ones (active, pausing,
     cancelling, retrying): ``processing`` includes the jobs pausing or cancelling,
     ``failed`` leaves out the jobs waiting for an automatic retry. ``stage`` selects the
     unfinished jobs in that stage ("stuck in chunking"). ``counts`` has the facet counts
     for each filter value."""
-    f = job_service.build_filter(
-        state, user, types=type, statuses=status, stage=stage, q=q, include_hidden=include_hidden
+    key = ("jobs", user, tuple(type), tuple(status), stage, q, include_hidden, sort, limit, offset)
+    named = set(job_service.split_values(type))
+    hidden = set(state.hidden_types())
+    # changes of jobs this view leaves out (hidden, not named) that touch no document
+    ignore = frozenset(
+        t for t in LIBRARY_NEUTRAL_TYPES if not include_hidden and t in hidden and t not in named
     )
-    page = job_service.search(state, f, limit=limit, offset=offset, sort=sort)
-    counts = job_service.facets(state, f)
-    return {
-        "jobs": [job_summary(state.registry, j, page.document_titles.get(j.id)) for j in page.jobs],
-        "total": counts.total,
-        "limit": limit,
-        "offset": offset,
-        "sort": sort,
-        "counts": counts.to_dict(),
-    }
+
+    def compute() -> Computed:
+        f = job_service.build_filter(
+            state,
+            user,
+            types=type,
+            statuses=status,
+            stage=stage,
+            q=q,
+            include_hidden=include_hidden,
+        )
+        page = job_service.search(state, f, limit=limit, offset=offset, sort=sort)
+        counts = job_service.facets(state, f)
+        jobs = [job_summary(state.registry, j, page.document_titles.get(j.id)) for j in page.jobs]
+        answer = {
+            "jobs": jobs,
+            "total": counts.total,
+            "limit": limit,
+            "offset": offset,
+            "sort": sort,
+            "counts": counts.to_dict(),
+        }
+        return answer, on_the_clock(jobs), None
+
+    return await cached(state, key, Scope(user, ignore=ignore), compute)
 
 
 @router.post("/jobs", status_code=201, summary="Enqueue jobs")
-def create_jobs(state: StateDep, user: UserDep, body: EnqueueRequest) -> dict[str, Any]:
+def create_jobs(
+    request: Request, state: StateDep, user: UserDep, body: EnqueueRequest
+) -> dict[str, Any]:
     """Public job types only (``public`` in ``GET /api/job-types``); an input that names a
     document, chunk, highlight, connection, job or storage key must name the user's own
     (403/404 otherwise). The server's own routes queue the internal types."""
@@ -122,6 +147,8 @@ def create_jobs(state: StateDep, user: UserDep, body: EnqueueRequest) -> dict[st
         max_retries=body.max_retries,
         types=state.registry,
     )
+    # new jobs of the user (or the ones their dedupe key named): nothing else moved
+    request.scope[WRITES_KEY] = [(j.user_id, j.job_type, j.id) for j in jobs]
     return {"jobs": [job_summary(state.registry, j) for j in jobs]}
 
 
@@ -155,11 +182,20 @@ def bulk(state: StateDep, user: UserDep, body: BulkRequest) -> dict[str, Any]:
     return result.to_dict()
 
 
-@router.get("/jobs/{job_id}", summary="One job with stages, timeline, durations, worker")
-def get_job(state: StateDep, user: UserDep, job_id: str) -> dict[str, Any]:
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job with stages, timeline, durations, worker",
+    response_model=dict[str, Any],
+)
+async def get_job(state: StateDep, user: UserDep, job_id: str) -> Response:
     """``job_id``: the id, or a unique prefix of 8 characters or more (as on every job
     route). ``durations`` has the run time (all runs) and the time of each stage."""
-    return {"job": job_service.job_with_context(state, job_id, user)}
+
+    def compute() -> Computed:
+        job = job_service.job_with_context(state, job_id, user)
+        return {"job": job}, on_the_clock([job]), str(job["id"])
+
+    return await cached(state, ("job", user, job_id), Scope(user, job=job_id.lower()), compute)
 
 
 @router.get("/jobs/{job_id}/events", summary="A job's timeline")
