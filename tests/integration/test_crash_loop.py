@@ -4,7 +4,8 @@ retried forever. Real ``rhizome worker`` processes run a job type from a plugin 
 dead worker. Every takeover of the expired lease counts: after ``max_takeovers`` of them
 (default 3, so 1 + 3 runs) the reaper fails the job as ``permanent`` instead of handing it
 to a new worker, with no automatic retry and a message that names the stage where its
-workers died. A normal job enqueued beside it completes, once."""
+workers died. A normal job enqueued beside it completes, once. Run with the default and
+with ``RHIZOME_MAX_TAKEOVERS=1``."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from tests.helpers import noop_digest
 
 pytestmark = pytest.mark.slow
 
-MAX_TAKEOVERS = 3  # the default of the max_takeovers setting
-RUNS = 1 + MAX_TAKEOVERS  # the first run, then one per takeover
+DEFAULT_MAX_TAKEOVERS = 3  # the default of the max_takeovers setting
 LEASE = 2.0
 WORKERS = 2
 STAGES, UNITS = 2, 3
@@ -73,9 +73,11 @@ def _timeline(store: SqlJobStore, job_id: str) -> str:
     )
 
 
+@pytest.mark.parametrize("max_takeovers", [None, 1], ids=["default", "env-1"])
 def test_a_job_that_kills_its_worker_fails_after_max_takeovers(
-    store: SqlJobStore, db_url: str, tmp_path: Path
+    store: SqlJobStore, db_url: str, tmp_path: Path, max_takeovers: int | None
 ) -> None:
+    runs_expected = 1 + (max_takeovers or DEFAULT_MAX_TAKEOVERS)  # first run + takeovers
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "crash_loop_app.py").write_text(textwrap.dedent(PLUGIN))
@@ -92,6 +94,8 @@ def test_a_job_that_kills_its_worker_fails_after_max_takeovers(
         RHIZOME_POLL_SECONDS="0.2",
     )
     env.pop("RHIZOME_MAX_TAKEOVERS", None)  # the default
+    if max_takeovers is not None:
+        env["RHIZOME_MAX_TAKEOVERS"] = str(max_takeovers)
 
     logs: list[Path] = []
 
@@ -143,7 +147,7 @@ def test_a_job_that_kills_its_worker_fails_after_max_takeovers(
                 if code is not None:  # the job killed it: start a fresh one, as systemd would
                     deaths.append(code)
                     procs[i] = spawn()
-            if runs() > RUNS:
+            if runs() > runs_expected:
                 pytest.fail(
                     f"the job ran a {runs()}th time: takeovers are not limited\n{evidence()}"
                 )
@@ -170,14 +174,14 @@ def test_a_job_that_kills_its_worker_fails_after_max_takeovers(
                 proc.kill()
 
     job = store.get(bomb.id)
-    assert runs() == RUNS, evidence()
+    assert runs() == runs_expected, evidence()
     assert job.status is JobStatus.FAILED, evidence()
     assert job.error_type is ErrorType.PERMANENT, evidence()
     assert job.next_retry_at is None, evidence()  # no automatic retry
     message = job.error_message or ""
     assert "detonate" in message or "Detonating" in message, evidence()
     assert all(code == -signal.SIGKILL for code in deaths), evidence()
-    assert len(deaths) == RUNS, evidence()  # each run took its worker with it
+    assert len(deaths) == runs_expected, evidence()  # each run took its worker with it
 
     done = store.get(normal.id)
     assert done.status is JobStatus.COMPLETED, _timeline(store, normal.id)
