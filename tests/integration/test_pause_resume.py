@@ -138,7 +138,9 @@ def test_transient_failure_mid_job_retries_from_the_checkpoint(
     [job] = store.enqueue(
         [NewJob("noop", {"stages": 2, "units": 3, "fail_times": 1, "fail_after_units": 4})]
     )
-    worker = make_worker(store, storage, burst=True)
+    # a retry an hour away: only the test's clock (as_of) makes it due, never the
+    # worker's own reaper while it winds down on a slow machine
+    worker = make_worker(store, storage, burst=True, retry=RetryPolicy(base_seconds=3600))
     worker.run()
     failed = store.get(job.id)
     assert failed.status is JobStatus.FAILED and failed.next_retry_at is not None
