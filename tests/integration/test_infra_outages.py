@@ -118,12 +118,12 @@ class Drain:
             start_worker(self.env, "--concurrency", str(CONCURRENCY), log=log) for log in self.logs
         ]
         try:
-            wait_for(
-                lambda: self.done() >= self.jobs // 4,
-                timeout=120,
-                interval=0.05,
-                what=f"a quarter of the jobs to complete\n{self.logs_tail()}",
-            )
+            try:
+                wait_for(lambda: self.done() >= self.jobs // 4, timeout=120, interval=0.05)
+            except AssertionError:
+                raise AssertionError(
+                    f"a quarter of the jobs did not complete: {self.counts()}\n{self.logs_tail()}"
+                ) from None
             self.at_outage = self.counts()
             outage()
             deadline = time.monotonic() + DRAIN_SECONDS
