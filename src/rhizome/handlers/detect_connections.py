@@ -4,8 +4,12 @@ stored as ``connections`` rows.
 
 Each engine is a stage with a checkpoint per batch of the document's chunks, so a paused
 or crashed detection resumes inside the engine it was in, without redoing finished ones.
-The combined score is the weighted mean over the engines that judged a pair, with the
-weights of the settings (or of the input). Saving keeps the user's decisions: validated,
+Batches are sized to take about half a second whatever the document (a 96,000-chunk one
+included), and so are the pages of the library's load and the batches of the merge into
+scored connections (see :mod:`rhizome.handlers.connections_common`): a pause or a cancel
+is honoured within about that time in every stage but the save. The combined score is
+the weighted mean over the engines that judged a pair, with the weights of the settings
+(or of the input). Saving keeps the user's decisions: validated,
 starred and rejected connections stay, and a rejected pair is never shown again.
 """
 
@@ -16,7 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rhizome.handlers.connections_common import ENGINE_LABELS, Detection, run_engine
+from rhizome.handlers.connections_common import (
+    ENGINE_LABELS,
+    Detection,
+    loading_step,
+    merge_found,
+    merged_connections,
+    run_engine,
+)
 from rhizome.jobs.context import JobContext
 from rhizome.jobs.registry import Stage, registry
 from rhizome.library.connections import Curation, weights_from_settings
@@ -27,8 +38,9 @@ STAGES = (
     Stage("load", "Loading chunks", 0, 10),
     Stage("semantic", ENGINE_LABELS["semantic"], 10, 40),
     Stage("contradiction", ENGINE_LABELS["contradiction"], 40, 65),
-    Stage("thematic", ENGINE_LABELS["thematic"], 65, 90),
-    Stage("save", "Saving connections", 90, 100, pause_safe=False),
+    Stage("thematic", ENGINE_LABELS["thematic"], 65, 88),
+    Stage("combine", "Scoring connections", 88, 94),
+    Stage("save", "Saving connections", 94, 100, pause_safe=False),
 )
 
 
@@ -63,6 +75,7 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
     detection = Detection(library, data.document_id, user, Weights())
 
     def load() -> dict[str, Any]:
+        detection.prepare(loading_step(ctx))  # a safe point per page of a long load
         weights = weights_from_settings(
             data.semantic_weight, data.contradiction_weight, data.thematic_weight
         )
@@ -77,7 +90,7 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
         detection.weights = Weights(*loaded["weights"])
     else:  # a checkpoint of an older version
         detection.weights = weights_from_settings()
-    found: dict[str, list[list[Any]]] = {}
+    found: dict[str, Any] = {}  # per engine: its parts (see run_engine)
     for engine in ENGINES:
 
         def on_batch(done: int, total: int, engine: str = engine) -> None:
@@ -88,8 +101,18 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
 
         found[engine] = ctx.run_stage(engine, run_engine, ctx, detection, engine, on_batch=on_batch)
 
+    def on_merge(done: int, total: int) -> None:
+        ctx.progress(
+            fraction=done / max(total, 1),
+            details=f"Scoring connections: chunk {done:,} of {total:,}",
+        )
+
+    merged: dict[str, Any] = ctx.run_stage(
+        "combine", merge_found, ctx, detection, found, on_batch=on_merge
+    )
+
     def save() -> dict[str, Any]:
-        connections = detection.combine(found)
+        connections = merged_connections(ctx, detection, found, merged)
         started = loaded.get("started_at")
         counts = Curation(ctx.store).save_detection(
             data.document_id,

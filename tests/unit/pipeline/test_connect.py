@@ -280,6 +280,14 @@ def test_vector_index_matches_naive_search(block_bytes: int) -> None:
     got = index.search(queries, 10, exclude_document_ids=["d1", "d3", "unknown"])
     for q, res in zip(queries, got, strict=True):
         assert_same(res, naive_search(ids, docs, matrix, q, 10, {"d1", "d3"}))
+    # most of the index excluded (a huge new document): the other rows are searched alone
+    most = [f"d{i}" for i in range(6)]
+    got = index.search(queries, 10, exclude_document_ids=most, min_score=0.0)
+    for q, res in zip(queries, got, strict=True):
+        assert_same(res, naive_search(ids, docs, matrix, q, 10, set(most), min_score=0.0))
+    assert index.search(queries, 10, exclude_document_ids=[f"d{i}" for i in range(7)]) == [
+        [] for _ in queries
+    ]
     own = [f"d{i % 7}" for i in range(20)]
     got = index.search(queries, 10, query_document_ids=own, min_score=0.1)
     for q, d, res in zip(queries, own, got, strict=True):

@@ -804,9 +804,17 @@ class ConceptIndex:
         out: npt.NDArray[np.float64] = np.clip(np.log(n / df) / math.log(n), 0.0, 1.0)
         return out
 
-    def find(self, concept_ids: Iterable[int], *, min_mentions: int = 1) -> list[ConceptHit]:
+    def find(
+        self,
+        concept_ids: Iterable[int],
+        *,
+        min_mentions: int = 1,
+        exclude_document: str | None = None,
+    ) -> list[ConceptHit]:
         """Every (chunk, concept) occurrence of the given hashed ids, keeping only
-        documents that mention the concept at least ``min_mentions`` times in all.
+        documents that mention the concept at least ``min_mentions`` times in all, and
+        none of ``exclude_document`` (dropped before any object is made: a huge document
+        looking up its own key concepts would otherwise make one per chunk).
 
         Vectorised: one gather through a bucket bitmap over all chunks' ids, then an
         exact check on the few candidates; no sorting of the library.
@@ -815,6 +823,7 @@ class ConceptIndex:
         if wanted.size == 0 or not self._rows:
             return []
         flats = self._flat_view()
+        excluded = flats.doc_code.get(exclude_document) if exclude_document else None
         bitmap = np.zeros(1 << _BUCKET_BITS, dtype=bool)
         bitmap[wanted & _BUCKET_MASK] = True
         parts: list[tuple[npt.NDArray[Any], ...]] = []
@@ -830,6 +839,8 @@ class ConceptIndex:
                 candidates = np.flatnonzero(bitmap[flat.ids & _BUCKET_MASK])
                 positions = candidates[np.isin(flat.ids[candidates], wanted)]
             positions = positions[flats.alive[flat.rows[positions]]]
+            if excluded is not None:
+                positions = positions[flat.docs[positions] != excluded]
             parts.append(
                 (
                     flat.ids[positions],

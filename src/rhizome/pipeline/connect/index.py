@@ -21,6 +21,8 @@ Neighbor = tuple[str, str, float]
 
 FloatMatrix = npt.NDArray[np.float32]
 _QUERY_BLOCK = 1024
+_GATHER_EXCLUDED = 4
+"""A search that excludes at least 1/4 of the rows scores a copy of the others only."""
 
 
 def normalize_rows(matrix: npt.ArrayLike) -> FloatMatrix:
@@ -210,6 +212,16 @@ class VectorIndex:
         codes = self._codes[:n]
         excluded = [self._doc_code[d] for d in set(exclude_document_ids) if d in self._doc_code]
         column_mask = np.isin(codes, excluded) if excluded else None
+        rows_of: npt.NDArray[np.int64] | None = None
+        if column_mask is not None and np.count_nonzero(column_mask) * _GATHER_EXCLUDED >= n:
+            # the excluded documents are a large part of the index (a huge new document
+            # against a small library): search a copy of the other rows only, not score
+            # every excluded row to throw it away
+            rows_of = np.flatnonzero(~column_mask)
+            matrix, codes, column_mask = matrix[rows_of], codes[rows_of], None
+            n = int(rows_of.size)
+            if n == 0:
+                return results
         own = (
             np.fromiter((self._doc_code.get(d, -1) for d in query_document_ids), np.int32, count=m)
             if query_document_ids is not None
@@ -259,7 +271,8 @@ class VectorIndex:
                 for row, score in zip(best_rows[r].tolist(), best_scores[r].tolist(), strict=True):
                     if score == -np.inf or score < floor:
                         break
-                    out.append((self._ids[row], self._doc_names[int(codes[row])], float(score)))
+                    at = row if rows_of is None else int(rows_of[row])
+                    out.append((self._ids[at], self._doc_names[int(codes[row])], float(score)))
         return results
 
     # --- internals -----------------------------------------------------------------------

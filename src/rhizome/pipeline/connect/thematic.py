@@ -152,9 +152,8 @@ def thematic_engine(
         found: dict[str, dict[int, dict[str, int]]] = {}
         if mine:
             occurrences: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-            for hit in ci.find(mine, min_mentions=min_mentions):
-                if hit.document_id != doc:
-                    occurrences[hit.document_id].append((hit.concept, hit.chunk_id, hit.count))
+            for hit in ci.find(mine, min_mentions=min_mentions, exclude_document=doc):
+                occurrences[hit.document_id].append((hit.concept, hit.chunk_id, hit.count))
             for other in sorted(occurrences):
                 shared = mine.keys() & keys_of(other).keys()
                 if not shared:

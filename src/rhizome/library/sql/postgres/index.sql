@@ -5,18 +5,27 @@
 -- name: index_versions
 SELECT document_id, version FROM library_index_versions WHERE user_id = %(user_id)s;
 
--- name: index_chunks
-SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
+-- In pages (keyset on (document_id, chunk_index), LIMIT), so a huge document is loaded
+-- with a safe point between pages. after_document NULL: from the start.
+
+-- name: index_chunks_page
+SELECT c.id, c.document_id, c.chunk_index, c.text, c.embedding, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = %(user_id)s AND c.embedding IS NOT NULL AND c.embedding_model = %(model)s
   AND c.document_id = ANY(%(documents)s::uuid[])
-ORDER BY c.document_id, c.chunk_index;
+  AND (%(after_document)s::uuid IS NULL
+       OR (c.document_id, c.chunk_index) > (%(after_document)s::uuid, %(after_index)s::int))
+ORDER BY c.document_id, c.chunk_index
+LIMIT %(limit)s;
 
--- name: index_all_chunks
-SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
+-- name: index_all_chunks_page
+SELECT c.id, c.document_id, c.chunk_index, c.text, c.embedding, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = %(user_id)s AND c.embedding IS NOT NULL AND c.embedding_model = %(model)s
-ORDER BY c.document_id, c.chunk_index;
+  AND (%(after_document)s::uuid IS NULL
+       OR (c.document_id, c.chunk_index) > (%(after_document)s::uuid, %(after_index)s::int))
+ORDER BY c.document_id, c.chunk_index
+LIMIT %(limit)s;
 
 -- name: index_other_models
 SELECT count(*) AS n FROM (

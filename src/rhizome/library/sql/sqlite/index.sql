@@ -5,19 +5,28 @@
 -- name: index_versions
 SELECT document_id, version FROM library_index_versions WHERE user_id = :user_id;
 
--- name: index_chunks
+-- In pages (keyset on (document_id, chunk_index), LIMIT), so a huge document is loaded
+-- with a safe point between pages. after_document NULL: from the start.
+
+-- name: index_chunks_page
 -- (+: through the (document_id, chunk_index) index, not by scanning the user's chunks)
-SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
+SELECT c.id, c.document_id, c.chunk_index, c.text, c.embedding, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE +c.user_id = :user_id AND c.embedding IS NOT NULL AND +c.embedding_model = :model
   AND c.document_id IN (SELECT value FROM json_each(:documents))
-ORDER BY c.document_id, c.chunk_index;
+  AND (c.document_id > coalesce(:after_document, '')
+       OR (c.document_id = :after_document AND c.chunk_index > :after_index))
+ORDER BY c.document_id, c.chunk_index
+LIMIT :limit;
 
--- name: index_all_chunks
-SELECT c.id, c.document_id, c.text, c.embedding, d.title AS document_title
+-- name: index_all_chunks_page
+SELECT c.id, c.document_id, c.chunk_index, c.text, c.embedding, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = :user_id AND c.embedding IS NOT NULL AND c.embedding_model = :model
-ORDER BY c.document_id, c.chunk_index;
+  AND (c.document_id > coalesce(:after_document, '')
+       OR (c.document_id = :after_document AND c.chunk_index > :after_index))
+ORDER BY c.document_id, c.chunk_index
+LIMIT :limit;
 
 -- name: index_other_models
 SELECT count(*) AS n FROM (
