@@ -8,10 +8,12 @@ right after a document's deletes; decisions survive a re-chunking of the documen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -416,3 +418,91 @@ def test_decisions_survive_when_the_chunks_are_replaced(
     restored = Curation(store).restore(json.loads(storage.get(key)), "local")
     assert restored == 3
     check_decisions(store, moved)
+
+
+def test_two_detections_saving_at_once_store_a_pair_found_from_both_sides_once(
+    store: SqlJobStore, storage: LocalStorage, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two documents detected at the same time (a worker runs several jobs) each find the
+    pair between them from their own side. The insert checks that the reversed pair is
+    not stored yet, but on PostgreSQL that check cannot see the other transaction's
+    uncommitted row, so both were stored (the flaky failure of the test above: "pair
+    stored twice"). Every transaction that inserts connections now takes the user's lock
+    first: the second save waits for the first and then finds the pair stored."""
+    docs = [
+        add_bytes(store, storage, text.encode(), filename=f"{name}.md").document.id
+        for name, text in (("a", "# Coral\n\nCoral reefs bleach."), ("b", "# Reef\n\nReefs."))
+    ]
+    make_worker(store, storage, burst=True).run()
+    run_sql(db_url, "DELETE FROM connections WHERE user_id = %s", ("local",))
+    library = Library(store)
+    a = library.list_chunks(docs[0], "local")[0]
+    b = library.list_chunks(docs[1], "local")[0]
+
+    def found(source: Any, target: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "source_chunk_id": source.id,
+                "target_chunk_id": target.id,
+                "source_document_id": source.document_id,
+                "target_document_id": target.document_id,
+                "source_text": source.text,
+                "target_text": target.text,
+                "scores": {"semantic": 0.8},
+                "combined": 0.8,
+                "reason": "similar",
+            }
+        ]
+
+    inserted, release = threading.Event(), threading.Event()
+    first_thread: list[threading.Thread] = []
+    real_transaction = store.transaction
+
+    @contextlib.contextmanager
+    def transaction(queries: Any = None) -> Iterator[Any]:
+        with real_transaction(queries) as tx:
+            if threading.current_thread() in first_thread:
+                yield _HoldAfterInsert(tx, inserted, release)
+            else:
+                yield tx
+
+    monkeypatch.setattr(store, "transaction", transaction)
+    curation = Curation(store)
+    errors: list[BaseException] = []
+
+    def save(document_id: str, rows: list[dict[str, Any]]) -> None:
+        try:
+            curation.save_detection(document_id, "local", rows, mode="all")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=save, args=(docs[0], found(a, b)))
+    second = threading.Thread(target=save, args=(docs[1], found(b, a)))
+    first_thread.append(first)
+    first.start()
+    assert inserted.wait(30), "the first save never inserted"
+    second.start()  # the first one's transaction is still open, its row not committed
+    second.join(timeout=1.0)
+    blocked = second.is_alive()
+    release.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert not errors, errors
+    assert blocked, "the second save did not wait for the first one's lock"
+    assert list(rows(store)) == [_pair(a.id, b.id)]  # once, not once per side
+
+
+class _HoldAfterInsert:
+    """A transaction that, after inserting connections, waits to commit until told."""
+
+    def __init__(self, tx: Any, inserted: threading.Event, release: threading.Event) -> None:
+        self._tx, self._inserted, self._release = tx, inserted, release
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def many(self, name: str, params: Any) -> None:
+        self._tx.many(name, params)
+        if name == "conn_insert":
+            self._inserted.set()
+            self._release.wait(30)

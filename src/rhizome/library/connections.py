@@ -476,6 +476,7 @@ class Curation:
             )
         pair_fields = ("user_id", "source_chunk_id", "target_chunk_id")
         with self.store.transaction(self.queries) as tx:
+            tx.one("conn_lock_user", {"user_id": user_id})  # see the query
             key_params = {"document_id": document_id, "user_id": user_id}
             seen = {_pair(a, b) for a, b in before} if before is not None else None
             if seen is None:
@@ -616,6 +617,7 @@ class Curation:
         )
         changed = 0
         with self.store.transaction(self.queries) as tx:
+            tx.one("conn_lock_user", {"user_id": user_id})  # see the query
             by_key: dict[tuple[str, str], str] = {}
             existing: set[str] = set()
             if docs:

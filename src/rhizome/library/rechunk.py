@@ -418,6 +418,7 @@ def swap_content(
     result = plan.result
     try:
         with store.transaction(queries) as tx:
+            tx.one("conn_lock_user", {"user_id": user_id})  # it inserts connections
             decided = tx.all(
                 "conn_decided_of_document", {"document_id": doc.id, "user_id": user_id}
             )

@@ -125,6 +125,13 @@ WHERE user_id = %(user_id)s
   AND NOT ((CASE WHEN source_document_id = %(document_id)s::uuid THEN target_document_id
                  ELSE source_document_id END) = ANY(%(pending)s::uuid[]));
 
+-- name: conn_lock_user
+-- Every transaction that inserts connections takes this lock first (released at its end):
+-- the insert's NOT EXISTS check of the reversed pair is then never raced by another
+-- transaction of the same user (two documents detected at once, each finding the pair
+-- from its own side, would otherwise both insert it).
+SELECT pg_advisory_xact_lock(hashtext('rhizome.connections'), hashtext(%(user_id)s));
+
 -- name: conn_insert
 INSERT INTO connections (id, user_id, source_chunk_id, target_chunk_id, source_document_id,
                          target_document_id, engine_scores, combined_score, reason,

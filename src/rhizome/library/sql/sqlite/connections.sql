@@ -121,6 +121,11 @@ WHERE user_id = :user_id
             ELSE source_document_id END)
       NOT IN (SELECT value FROM json_each(:pending));
 
+-- name: conn_lock_user
+-- Every transaction that inserts connections takes this lock first (see the PostgreSQL
+-- version); here BEGIN IMMEDIATE already holds the database's write lock.
+SELECT 1;
+
 -- name: conn_insert
 INSERT INTO connections (id, user_id, source_chunk_id, target_chunk_id, source_document_id,
                          target_document_id, engine_scores, combined_score, reason,
