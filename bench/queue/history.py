@@ -4,14 +4,16 @@ tables, against the same database empty (issue 18, item 5).
     .venv/bin/python bench/queue/history.py [--rows 1000000] [--jobs 10000] \
         [--stores sqlite postgres] [--repeat 20] [--json FILE]
 
-Per store, on a fresh database: **empty** — enqueue ``--jobs`` no-op jobs (input ``{}``),
-one ``rhizome worker --burst`` process with default settings drains them (jobs/s from
-its spawn to the last completion, database timestamps); the panel's queries ``--repeat``
-times each (p50/p95): the first page of the default view (newest first, hidden types
-left out), its facet counts (the filter badges), and the status, type and stage filters.
-Then **full** — ``--rows`` finished jobs are written in bulk (SQL: a mix of visible job
-types, 96 % completed, 2 % failed, 2 % cancelled, spread over the last 25 days, 3
-timeline events each), the tables analysed, and the same drain and queries run again.
+Per store, two fresh databases: **full** gets ``--rows`` finished jobs written in bulk
+(SQL: a mix of visible job types, 96 % completed, 2 % failed, 2 % cancelled, spread over
+the last 25 days, 3 timeline events each) and is analysed; **empty** stays empty. Then,
+``--rounds`` times in turn, empty then full: enqueue ``--jobs`` no-op jobs (input ``{}``)
+and one ``rhizome worker --burst`` process with default settings drains them (jobs/s from
+its spawn to the last completion, database timestamps; and the worker's CPU per job,
+which a shared machine disturbs less); the ratio full ÷ empty is taken per round. Last,
+on each database, the panel's queries ``--repeat`` times each (p50/p95): the first page of
+the default view (newest first, hidden types left out), its facet counts (the filter
+badges), the status, type and stage filters, and the counts under a type filter.
 """
 
 from __future__ import annotations
@@ -111,14 +113,18 @@ def drain(url: str, store: SqlJobStore, storage: Path, jobs: int) -> dict[str, A
     )
     spawned = datetime.now(UTC)
     t0 = time.monotonic()
-    subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "rhizome.cli", "worker", "--burst", "--types", "noop"],
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"the worker exited with {proc.returncode}")
     exit_s = time.monotonic() - t0
+    worker_cpu = usage.ru_utime + usage.ru_stime
     with store.session() as s:
         row = store._raw(
             s,
@@ -140,6 +146,9 @@ def drain(url: str, store: SqlJobStore, storage: Path, jobs: int) -> dict[str, A
         "jobs_per_s": round(int(row["n"]) / seconds, 1),
         "seconds": round(seconds, 2),
         "worker_exit_s": round(exit_s, 2),
+        # the worker process's CPU per job (user + system): what history costs it, less
+        # disturbed by other work on a shared machine than the wall-clock rate
+        "worker_cpu_us_per_job": round(worker_cpu / max(int(row["n"]), 1) * 1e6, 1),
     }
 
 
@@ -201,26 +210,35 @@ def fill(store: SqlJobStore, rows: int) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def run_store(url: str, storage: Path, args: argparse.Namespace) -> dict[str, Any]:
-    store = open_store(url, migrations=BUILTIN_MIGRATIONS)
-    out: dict[str, Any] = {}
+def run_store(urls: dict[str, str], storage: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``urls``: an ``empty`` and a ``full`` database of one store kind. The full one is
+    filled first; then the drains go in turn, empty then full, ``--rounds`` times (so that
+    a change in the machine's load hits both alike), then the panel's queries on each."""
+    stores = {k: open_store(u, migrations=BUILTIN_MIGRATIONS) for k, u in urls.items()}
+    out: dict[str, Any] = {"empty": {"drain": []}, "full": {"drain": []}}
     try:
-        out["empty"] = {
-            "drain": [drain(url, store, storage, args.jobs) for _ in range(args.rounds)],
-            "panel": panel(store, args.repeat),
-        }
-        print(json.dumps({store.dialect: {"empty": out["empty"]}}), flush=True)
-        out["fill_s"] = fill(store, args.rows)
-        out["full"] = {
-            "drain": [drain(url, store, storage, args.jobs) for _ in range(args.rounds)],
-            "panel": panel(store, args.repeat),
-        }
-        print(json.dumps({store.dialect: {"full": out["full"]}}), flush=True)
-        empty = statistics.median(d["jobs_per_s"] for d in out["empty"]["drain"])
-        full = statistics.median(d["jobs_per_s"] for d in out["full"]["drain"])
-        out["drain_full_over_empty"] = round(full / empty, 3)
+        out["fill_s"] = fill(stores["full"], args.rows)
+        for _ in range(args.rounds):
+            for kind in ("empty", "full"):
+                out[kind]["drain"].append(drain(urls[kind], stores[kind], storage, args.jobs))
+        for kind in ("empty", "full"):
+            out[kind]["panel"] = panel(stores[kind], args.repeat)
+        dialect = stores["full"].dialect
+        print(json.dumps({dialect: out}), flush=True)
+        ratios = [
+            round(f["jobs_per_s"] / e["jobs_per_s"], 3)
+            for e, f in zip(out["empty"]["drain"], out["full"]["drain"], strict=True)
+        ]
+        out["drain_full_over_empty_per_round"] = ratios
+        out["drain_full_over_empty"] = round(statistics.median(ratios), 3)
+        cpu = [
+            round(e["worker_cpu_us_per_job"] / f["worker_cpu_us_per_job"], 3)
+            for e, f in zip(out["empty"]["drain"], out["full"]["drain"], strict=True)
+        ]
+        out["worker_cpu_empty_over_full_per_round"] = cpu
     finally:
-        store.close()
+        for store in stores.values():
+            store.close()
     return out
 
 
@@ -234,6 +252,13 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     load_builtin_handlers()
+    # bytecode as an installed package has it (see bench.py: compile_rhizome)
+    import compileall
+
+    import rhizome
+
+    for folder in rhizome.__path__:
+        compileall.compile_dir(folder, quiet=1)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
@@ -242,17 +267,21 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         if "sqlite" in args.stores:
-            results["sqlite"] = run_store(f"sqlite:///{tmp}/history.db", Path(tmp) / "s1", args)
+            urls = {k: f"sqlite:///{tmp}/history-{k}.db" for k in ("empty", "full")}
+            results["sqlite"] = run_store(urls, Path(tmp) / "s1", args)
         if "postgres" in args.stores:
-            name = f"rhizome_history_{secrets.token_hex(3)}"
+            names = {k: f"rhizome_history_{k}_{secrets.token_hex(3)}" for k in ("empty", "full")}
             with psycopg.connect(ADMIN, autocommit=True) as admin:
-                admin.execute(f'CREATE DATABASE "{name}"')
+                for name in names.values():
+                    admin.execute(f'CREATE DATABASE "{name}"')
             try:
-                url = ADMIN.rsplit("/", 1)[0] + "/" + name
-                results["postgres"] = run_store(url, Path(tmp) / "s2", args)
+                base = ADMIN.rsplit("/", 1)[0]
+                urls = {k: f"{base}/{name}" for k, name in names.items()}
+                results["postgres"] = run_store(urls, Path(tmp) / "s2", args)
             finally:
                 with psycopg.connect(ADMIN, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    for name in names.values():
+                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     text = json.dumps(results, indent=2)
     print(text)
