@@ -17,11 +17,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from rhizome.app import App
+from rhizome.config import Settings
 from rhizome.jobs.events import Change
 from rhizome.jobs.model import NewJob
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library import Library
 from rhizome.storage import LocalStorage
+from rhizome.web import create_app
 from rhizome.web.readcache import ResponseCache, Scope
 from rhizome.web.state import WebState
 from tests.web import helpers as h
@@ -121,6 +123,7 @@ def test_answers_are_kept_per_user_and_never_served_to_another(
     assert hit and [j["id"] for j in r.json()["jobs"]] == [mine.id]
     hit, r = _hit(client, state, "/api/documents", headers=BOB)
     assert hit and [d["id"] for d in r.json()["documents"]] == [bobs_doc.id]
+    assert client.get("/api/jobs", headers={"Host": "evil.example"}).status_code == 421
 
 
 def test_a_change_the_feed_reports_drops_the_answers_it_moves(
@@ -295,3 +298,24 @@ def test_the_cache_forgets_the_oldest_answers_first() -> None:
     assert [cache.get(k) for k in range(5)] == [None, None, b"x", b"x", b"x"]
     cache.forget_user("ann")
     assert cache.get(4) is None
+
+
+def test_a_cached_answer_is_served_only_past_every_check(
+    store: SqlJobStore, storage: LocalStorage, db_url: str
+) -> None:
+    """Answers are looked up inside the security guard: without the token (or, on a
+    server without one, from another Host) a request is refused though its answer is
+    cached."""
+    settings = Settings(database_url=db_url, storage_url=str(storage.root), api_token="s3cret")
+    fapp = create_app(App(settings, _store=store, _storage=storage), allowed_hosts=["testserver"])
+    state: WebState = fapp.state.web
+    h.finished(store, "export_documents")
+    token = {"Authorization": "Bearer s3cret"}
+    with TestClient(fapp) as client:
+        _wait(lambda: state.broadcaster.feed_ok, "the change feed")
+        state.responses.ttl = state.responses.clock_ttl = 3600
+        Feed(state).settle()
+        assert client.get("/api/jobs", headers=token).status_code == 200
+        assert _hit(client, state, "/api/jobs", headers=token)[0]
+        assert client.get("/api/jobs").status_code == 401
+        assert client.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -33,6 +33,7 @@ from rhizome.web import (
     portability,
 )
 from rhizome.web.api import router as api_router
+from rhizome.web.readcache import CachedAnswers
 from rhizome.web.rendering import make_templates
 from rhizome.web.resources import STATIC
 from rhizome.web.security import (
@@ -237,6 +238,8 @@ def create_app(
         return schema
 
     fapp.openapi = openapi  # type: ignore[method-assign]
+    # cached answers inside the guard: every check first, then no routing for a hit
+    fapp.add_middleware(CachedAnswers, cache=state.responses)
     fapp.add_middleware(GuardMiddleware, config=security)
     return fapp
 

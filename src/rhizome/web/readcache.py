@@ -18,11 +18,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rhizome.auth import Identity
 from rhizome.jobs.events import Change
 from rhizome.jobs.model import JobFilter
+from rhizome.web.security import IDENTITY_KEY, ASGIApp, Receive, Send
+from rhizome.web.security import Scope as ASGIScope
 
 T = TypeVar("T")
 
@@ -120,6 +124,10 @@ LIBRARY_NEUTRAL_TYPES = frozenset({"noop"})
 """Job types whose runs change no document, chunk, connection or title (the hidden ``noop``
 of tests and benchmarks): their changes leave the cached job lists that leave them out,
 and every cached document answer, alone. Any other type may change the library."""
+
+AS_ASKED: ContextVar[Hashable | None] = ContextVar("rhizome_answer_as_asked", default=None)
+"""The key of the request as it came (user, path, query string) while a cacheable answer is
+computed for it (set by :class:`CachedAnswers`)."""
 
 WRITES_KEY = "rhizome.writes"
 """A state-changing route may list what it changed in its request scope, as
@@ -235,25 +243,35 @@ class ResponseCache:
         *,
         clock: bool = False,
         resolved: str | None = None,
+        alias: Hashable | None = None,
     ) -> None:
         """After it was computed (``body`` None: it failed): kept unless a change moved it
-        meanwhile or the feed stopped. ``clock``: the answer depends on the clock."""
+        meanwhile or the feed stopped. ``clock``: the answer depends on the clock;
+        ``alias``: also kept under this key (the request as it came, see
+        :class:`CachedAnswers`)."""
         with self._lock:
             self._pending.discard(ticket)
             if body is None or ticket.moved or not self.active:
                 return
-            self._drop(key)
-            while len(self._answers) >= self.max_items:
-                self._drop(next(iter(self._answers)))
-            scope = ticket.scope
-            ttl = self.clock_ttl if clock else self.ttl
-            self._answers[key] = _Answer(scope, body, time.monotonic() + ttl, resolved)
-            if scope.job is not None:
-                self._by_job.setdefault(resolved or scope.job, set()).add(key)
-                if resolved is not None and resolved != scope.job:
-                    self._prefixed.add(key)
-            else:
-                self._by_user.setdefault(scope.user, set()).add(key)
+            if alias is not None:
+                self._keep(alias, ticket.scope, body, clock, resolved)
+            self._keep(key, ticket.scope, body, clock, resolved)
+
+    def _keep(
+        self, key: Hashable, scope: Scope, body: bytes, clock: bool, resolved: str | None
+    ) -> None:
+        """Under the lock."""
+        self._drop(key)
+        while len(self._answers) >= self.max_items:
+            self._drop(next(iter(self._answers)))
+        ttl = self.clock_ttl if clock else self.ttl
+        self._answers[key] = _Answer(scope, body, time.monotonic() + ttl, resolved)
+        if scope.job is not None:
+            self._by_job.setdefault(resolved or scope.job, set()).add(key)
+            if resolved is not None and resolved != scope.job:
+                self._prefixed.add(key)
+        else:
+            self._by_user.setdefault(scope.user, set()).add(key)
 
     def _drop(self, key: Hashable) -> None:
         answer = self._answers.pop(key, None)
@@ -347,3 +365,45 @@ class ResponseCache:
                 library.add((None, None))  # whose job it was is not said
                 jobs.add(change.job_id)
         self.moved(library, jobs)
+
+
+class CachedAnswers:
+    """Pure ASGI, inside the security guard (every check has passed and the request has
+    its identity): a ``GET /api/…`` whose answer the cache holds for this user, path and
+    query string, as they came, is answered from it before any routing, parameter parsing
+    or dependency runs; otherwise the endpoint that computes a cacheable answer keeps it
+    under that key too (the same bytes, dropped by the same changes)."""
+
+    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not self.cache.active:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        identity = scope.get(IDENTITY_KEY)
+        if not path.startswith("/api/") or not isinstance(identity, Identity):
+            await self.app(scope, receive, send)
+            return
+        key = ("as asked", identity.user, path, scope.get("query_string", b""))
+        body = self.cache.get(key)
+        if body is None:
+            token = AS_ASKED.set(key)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                AS_ASKED.reset(token)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

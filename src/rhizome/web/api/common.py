@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.admin import Admin
 from rhizome.jobs.model import TERMINAL_STATUSES, Job, StatusFilter
-from rhizome.web.readcache import Scope
+from rhizome.web.readcache import AS_ASKED, Scope
 from rhizome.web.state import WebState, clean_json, clean_text
 from rhizome.web.views import job_summary
 
@@ -120,5 +120,6 @@ async def cached(
         except BaseException:
             cache.end(ticket, key, None)
             raise
-        cache.end(ticket, key, body, clock=clock, resolved=resolved)
+        alias = AS_ASKED.get()
+        cache.end(ticket, key, body, clock=clock, resolved=resolved, alias=alias)
     return Response(body, media_type="application/json")
