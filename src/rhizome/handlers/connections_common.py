@@ -344,7 +344,7 @@ class Detection:
 
 Part = list[Any]
 """``[start, stop, key, sha256, rows]``: the rows found for chunks ``start..stop`` of the
-document, stored at ``key``."""
+document, stored at ``key`` (``None`` when there were none: no file)."""
 
 
 def _part_key(ctx: JobContext, detection: Detection, kind: str, start: int, stop: int) -> str:
@@ -357,6 +357,8 @@ def _part_key(ctx: JobContext, detection: Detection, kind: str, start: int, stop
 def _write_part(
     ctx: JobContext, detection: Detection, kind: str, start: int, stop: int, rows: list[Any]
 ) -> Part:
+    if not rows:
+        return [start, stop, None, None, 0]
     payload = json.dumps(rows, separators=(",", ":")).encode()
     key = _part_key(ctx, detection, kind, start, stop)
     ctx.storage.put(key, payload)
@@ -371,6 +373,8 @@ def _read_part(
     """A part's rows; found again (``redo(start, stop)``) when its file is missing or
     does not match its SHA-256."""
     start, stop, key, digest = part[0], part[1], part[2], part[3]
+    if key is None:
+        return []
     try:
         payload = ctx.storage.get(key)
         if hashlib.sha256(payload).hexdigest() == digest:

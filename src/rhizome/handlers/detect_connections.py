@@ -112,6 +112,7 @@ def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]
     )
 
     def save() -> dict[str, Any]:
+        detection.prepare(loading_step(ctx))  # after a crash in the save: a cancel can stop it
         connections = merged_connections(ctx, detection, found, merged)
         started = loaded.get("started_at")
         counts = Curation(ctx.store).save_detection(

@@ -484,7 +484,10 @@ class Curation:
                     _pair(r["source_chunk_id"], r["target_chunk_id"])
                     for r in tx.all("conn_visible_pairs", key_params)
                 }
-            if mode != "add_new":
+            # a document with no stored connection (its first detection, e.g. of a huge
+            # new document) has nothing to confirm or re-score: skip a statement per row
+            stored = tx.one("conn_any_of_document", key_params) is not None
+            if mode != "add_new" and stored:
                 for part in _parts(rows, 500):
                     tx.many(
                         "conn_confirm",

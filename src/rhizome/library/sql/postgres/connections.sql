@@ -125,6 +125,12 @@ WHERE user_id = %(user_id)s
   AND NOT ((CASE WHEN source_document_id = %(document_id)s::uuid THEN target_document_id
                  ELSE source_document_id END) = ANY(%(pending)s::uuid[]));
 
+-- name: conn_any_of_document
+SELECT 1 AS found FROM connections
+WHERE user_id = %(user_id)s
+  AND (source_document_id = %(document_id)s::uuid OR target_document_id = %(document_id)s::uuid)
+LIMIT 1;
+
 -- name: conn_lock_user
 -- Every transaction that inserts connections takes this lock first (released at its end):
 -- the insert's NOT EXISTS check of the reversed pair is then never raced by another

@@ -121,6 +121,12 @@ WHERE user_id = :user_id
             ELSE source_document_id END)
       NOT IN (SELECT value FROM json_each(:pending));
 
+-- name: conn_any_of_document
+SELECT 1 AS found FROM connections
+WHERE user_id = :user_id
+  AND (source_document_id = :document_id OR target_document_id = :document_id)
+LIMIT 1;
+
 -- name: conn_lock_user
 -- Every transaction that inserts connections takes this lock first (see the PostgreSQL
 -- version); here BEGIN IMMEDIATE already holds the database's write lock.
