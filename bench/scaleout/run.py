@@ -170,6 +170,17 @@ class Topology:
     def link(self, i: int, up: bool) -> None:
         sh("ip", "link", "set", self.root_veth(i), "up" if up else "down")
 
+    def link_batch(self) -> subprocess.Popen[str]:
+        """An ``ip -batch -`` that sets links at once when told (no process start between
+        seeing the moment and cutting): write ``link set NAME down``."""
+        return subprocess.Popen(
+            ["ip", "-force", "-batch", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
     def teardown(self) -> None:
         for i in range(1, self.hosts + 1):
             with contextlib.suppress(Exception):
@@ -698,19 +709,61 @@ class Run:
 
     # --- the run ---
 
-    def _wait_holding(self, i: int, at: float, t0: float) -> list[tuple[str, str, float]]:
-        """Until ``at`` seconds after t0, and then until host i owns a process_document
-        job (at most ``--victim-wait`` seconds more): its jobs then."""
+    def _wait_holding(
+        self,
+        i: int,
+        at: float,
+        t0: float,
+        stages: tuple[str, ...] = (),
+        locked: bool = False,
+    ) -> list[tuple[str, str, float]]:
+        """Until ``at`` seconds after t0, and then until host i runs a process_document job
+        (in one of ``stages``, if given; and, with ``locked``, while one of its sessions has
+        a transaction open that locked rows of background_jobs), at most ``--victim-wait``
+        seconds more; polled every few ms on one connection, as the later stages of a
+        small document take a fraction of a second."""
+        import psycopg
+
         while time.time() < t0 + at:
             time.sleep(0.1)
         deadline = time.time() + self.args.victim_wait
-        while True:
-            held = self.db.held_by(self.host(i))
-            if any(h[1] == "process_document" for h in held) or time.time() > deadline:
-                if not any(h[1] == "process_document" for h in held):
-                    self.notes.append(f"host {i} held no process_document job when hit")
-                return held
-            time.sleep(0.1)
+        sql = (
+            "SELECT progress->>'stage' FROM background_jobs WHERE status = 'processing'"
+            " AND job_type = 'process_document' AND worker_id LIKE %s"
+        )
+        lock_sql = (
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
+            " WHERE a.client_addr = %s AND a.xact_start IS NOT NULL AND l.granted"
+            " AND l.relation = 'background_jobs'::regclass"
+            " AND l.mode IN ('RowShareLock', 'RowExclusiveLock')"
+        )
+        want = set(stages)
+        found = ""
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self.db_url, autocommit=True, connect_timeout=3) as conn,
+        ):
+            while time.time() < deadline:
+                running = [r[0] for r in conn.execute(sql, (f"{self.host(i)}:%",)).fetchall()]
+                hit = [s for s in running if not want or s in want]
+                if hit and locked:
+                    row = conn.execute(lock_sql, (self.topo.host_ips[i],)).fetchone()
+                    if not row or not row[0]:
+                        time.sleep(0.003)
+                        continue
+                if hit:
+                    found = hit[0]
+                    break
+                time.sleep(0.003 if locked else 0.02)
+        if not found:
+            self.notes.append(
+                f"host {i} ran no process_document job"
+                + (f" in stage {'/'.join(stages)}" if stages else "")
+                + (" with a transaction holding job rows" if locked else "")
+                + " when it was hit"
+            )
+        self.result.setdefault("hit_in_stage", {})[f"host{i}"] = found or None
+        return self.db.held_by(self.host(i))
 
     def run(self) -> None:
         a = self.args
@@ -725,15 +778,40 @@ class Run:
         self.held["host1"] = self.db.held_by(self.host(1))
         log(f"host 1: SIGKILL of {killed} processes; it held {len(self.held['host1'])} jobs")
 
-        self._wait_holding(2, max(a.cut_at, time.time() - t0), t0)
-        self.topo.link(2, up=False)
-        cut = self.events["cut_host2"] = time.time()
+        if a.pg_restart_at <= a.cut_at:  # before the cut: host 2's sessions outlive the cut
+            while time.time() < t0 + a.pg_restart_at:
+                time.sleep(0.05)
+            self._restart_pg()
+        stages = tuple(x for x in a.cut_in_stage.split(",") if x)
+        batch = self.topo.link_batch()
+        try:
+            self._wait_holding(2, max(a.cut_at, time.time() - t0), t0, stages, a.cut_when_locked)
+            assert batch.stdin is not None
+            batch.stdin.write(f"link set {self.topo.root_veth(2)} down\n")
+            batch.stdin.flush()
+            cut = self.events["cut_host2"] = time.time()
+            batch.stdin.close()
+            batch.wait(timeout=10)
+        finally:
+            if batch.poll() is None:
+                batch.kill()
+        if batch.returncode != 0:
+            self.topo.link(2, up=False)
+        open_tx = self.db.rows(
+            "SELECT a.state, left(a.query, 160), (SELECT count(*) FROM pg_locks l"
+            "  WHERE l.pid = a.pid AND l.relation = 'background_jobs'::regclass)"
+            " FROM pg_stat_activity a WHERE a.client_addr = %s AND a.xact_start IS NOT NULL",
+            (self.topo.host_ips[2],),
+        )
+        self.result["host2_open_transactions_at_cut"] = [
+            {"state": r[0], "query": r[1], "job_table_locks": r[2]} for r in open_tx or []
+        ]
         self.held["host2"] = self.db.held_by(self.host(2))
         log(f"host 2: link down; it held {len(self.held['host2'])} jobs")
 
-        restart_at = cut + a.pg_restart_after_cut
+        restart_at = max(t0 + a.pg_restart_at, cut)
         link_up_at = cut + a.cut_seconds
-        restarted = False
+        restarted = "pg_restart" in self.events
         linked = False
         drained_at: float | None = None
         deadline = cut + a.cut_seconds + a.drain_timeout
@@ -741,15 +819,12 @@ class Run:
         while True:
             now = time.time()
             if not restarted and now >= restart_at:
-                running = self.db.rows(
-                    "SELECT count(*) FROM background_jobs WHERE status = 'processing'"
-                )
-                self.result["processing_at_pg_restart"] = running[0][0] if running else None
-                self.events["pg_restart"] = time.time()
-                took = self.pg.restart(a.pg_restart_mode)
-                self.result["pg_restart_seconds"] = round(took, 2)
-                log(f"PostgreSQL restarted ({a.pg_restart_mode}) in {took:.2f} s")
+                self._restart_pg()
                 restarted = True
+            if "host2_mid_cut" not in self.result and now >= cut + min(
+                a.lease + a.heartbeat + 1, a.cut_seconds * 0.8
+            ):
+                self._mid_cut_snapshot()
             if not linked and now >= link_up_at:
                 self.topo.link(2, up=True)
                 self.events["link_up_host2"] = time.time()
@@ -777,6 +852,44 @@ class Run:
                 log(f"unfinished: {left}")
                 last_report = now
             time.sleep(0.25)
+
+    def _mid_cut_snapshot(self) -> None:
+        """While host 2 is cut off and its leases have run out: its database sessions as
+        the server sees them, and its jobs that nobody has taken over yet (a session left
+        idle in a transaction that locked a job row hides the row from every claim and
+        from the reaper: both use SKIP LOCKED)."""
+        sessions = self.db.rows(
+            "SELECT pid, state, round(extract(epoch FROM now() - xact_start)::numeric, 1),"
+            " wait_event, left(query, 160) FROM pg_stat_activity WHERE client_addr = %s",
+            (self.topo.host_ips[2],),
+        )
+        stale = self.db.rows(
+            "SELECT id::text, job_type, progress->>'stage',"
+            " round(extract(epoch FROM now() - lease_expires_at)::numeric, 1)"
+            " FROM background_jobs WHERE status = 'processing' AND worker_id LIKE %s"
+            " AND lease_expires_at < now()",
+            (f"{self.host(2)}:%",),
+        )
+        self.result["host2_mid_cut"] = {
+            "at": round(time.time() - self.events["workers_ready"], 1),
+            "sessions": [
+                {"pid": r[0], "state": r[1], "in_transaction_s": r[2], "wait": r[3], "query": r[4]}
+                for r in sessions or []
+            ],
+            "expired_not_taken_over": [
+                {"job": r[0], "type": r[1], "stage": r[2], "expired_s_ago": r[3]}
+                for r in stale or []
+            ],
+        }
+
+    def _restart_pg(self) -> None:
+        mode = self.args.pg_restart_mode
+        running = self.db.rows("SELECT count(*) FROM background_jobs WHERE status = 'processing'")
+        self.result["processing_at_pg_restart"] = running[0][0] if running else None
+        self.events["pg_restart"] = time.time()
+        took = self.pg.restart(mode)
+        self.result["pg_restart_seconds"] = round(took, 2)
+        log(f"PostgreSQL restarted ({mode}) in {took:.2f} s")
 
     def stop_workers(self) -> dict[str, Any]:
         grace = self.args.shutdown_grace + 20
@@ -902,6 +1015,11 @@ class Run:
             done_by_victim: list[str] = []
             finished_before = 0
             past_lease: list[float] = []
+            late: list[str] = []
+            slack = a.takeover_slack
+            if slack is None:
+                slack = 2 * a.heartbeat + 2 * a.poll + 3.0
+            up = self.events.get("link_up_host2", float("inf")) if host == 2 else float("inf")
             for job_id, _, lease_end in held:
                 evs = per_job[job_id]
                 take = next(
@@ -915,15 +1033,15 @@ class Run:
                     None,
                 )
                 completion = [e for e in evs if e[3] == "completed"]
-                if completion and (completion[-1][5] or "").startswith(prefix):
-                    if completion[-1][1] > at + 1.0:
-                        done_by_victim.append(job_id)
-                    else:
-                        finished_before += 1  # its result was on the wire when hit
+                by_victim = bool(completion) and (completion[-1][5] or "").startswith(prefix)
+                if by_victim and completion[-1][1] <= at + 1.0:
+                    finished_before += 1  # its result was on the wire when it was hit
                     continue
                 if take is None:
                     not_taken.append(job_id)
                     continue
+                if by_victim:
+                    done_by_victim.append(job_id)  # taken over, yet its old run won
                 wait = take[1] - at
                 waits.append(wait)
                 if lease_end is not None:
@@ -931,6 +1049,12 @@ class Run:
                     if take[1] < lease_end - 0.05:  # a takeover while the lease still ran
                         early.append(
                             f"{job_id}: {lease_end - take[1]:.2f} s before its lease ran out"
+                        )
+                    elif take[1] > lease_end + slack or take[1] > up:
+                        late.append(
+                            f"({take[1] - lease_end:.1f} s after its lease ran out"
+                            + (", after the link came back) " if take[1] > up else ") ")
+                            + self._job_story(job_id, evs, lines)
                         )
             r["takeovers"][key] = {
                 "jobs_held": len(ids),
@@ -945,9 +1069,19 @@ class Run:
             if not ids:
                 problems.append(f"{key} held no job when it was hit: nothing was tested")
             if not_taken:
+                leases = {h[0]: h[2] for h in held}
                 problems.append(
                     f"{key}: {len(not_taken)} of its jobs never taken over: "
-                    + "; ".join(self._job_story(j, per_job[j], lines) for j in not_taken[:5])
+                    + "; ".join(
+                        f"(lease ran out at t+{(leases[j] or 0) - t0:.1f}s) "
+                        + self._job_story(j, per_job[j], lines)
+                        for j in not_taken[:5]
+                    )
+                )
+            if late:
+                problems.append(
+                    f"{key}: {len(late)} of its jobs taken over late (more than {slack:.0f} s "
+                    f"after the lease ran out, or only after the link came back): {late[:5]}"
                 )
             if early:
                 problems.append(f"{key}: taken over before the lease ran out: {early[:10]}")
@@ -976,7 +1110,8 @@ class Run:
     def _job_story(
         self, job_id: str, events: list[Any], lines: dict[int, list[dict[str, Any]]]
     ) -> str:
-        evs = " | ".join(f"{e[2]}->{e[3]} by {e[5]}: {e[4]}" for e in events)
+        t0 = self.events["workers_ready"]
+        evs = " | ".join(f"t+{e[1] - t0:.1f}s {e[2]}->{e[3]} by {e[5]}: {e[4]}" for e in events)
         logs = [
             f"h{i} {d.get('level')}: {d.get('message')}"
             for i, ls in lines.items()
@@ -1033,6 +1168,10 @@ class Run:
         r["late_results"]["host2_workers_alive_after_link_up"] = sum(
             1 for p in procs if p.returncode in (None, 0)
         )
+        docs = [j for j in ids if info.get(j) and info[j][1] == "process_document"]
+        r["late_results"]["host2_documents_at_cut"] = [
+            self._document_story(self.doc_jobs[j]) for j in docs if j in self.doc_jobs
+        ]
 
     def _documents(self, problems: list[str]) -> None:
         """Every document ready, and its chunks in the database exactly those of its
@@ -1166,10 +1305,37 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--poll", type=float, default=1.0)
     p.add_argument("--shutdown-grace", type=float, default=20.0)
     p.add_argument("--kill-at", type=float, default=20.0, help="s after the workers registered")
-    p.add_argument("--cut-at", type=float, default=25.0, help="s after the workers registered")
+    p.add_argument("--cut-at", type=float, default=40.0, help="s after the workers registered")
     p.add_argument("--cut-seconds", type=float, default=60.0)
-    p.add_argument("--pg-restart-after-cut", type=float, default=30.0)
+    p.add_argument(
+        "--cut-in-stage",
+        default="chunk,embed,save",
+        help="cut host 2 while one of its document jobs is in one of these stages (they "
+        "write the library; '' for any); after --victim-wait, whatever it runs",
+    )
+    p.add_argument(
+        "--cut-when-locked",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="and while one of host 2's sessions has a transaction open that locked job "
+        "rows (a cable pulled mid-transaction)",
+    )
+    p.add_argument(
+        "--pg-restart-at",
+        type=float,
+        default=30.0,
+        help="s after the workers registered; at or before --cut-at: before the cut (host "
+        "2's sessions then outlive the cut and its blocked statements go through when the "
+        "link is back); later: during or after the cut",
+    )
     p.add_argument("--pg-restart-mode", default="fast", choices=["fast", "immediate"])
+    p.add_argument(
+        "--takeover-slack",
+        type=float,
+        default=None,
+        help="a takeover more than this after the lease ran out is a problem "
+        "(default 2 x heartbeat + 2 x poll + 3 s)",
+    )
     p.add_argument(
         "--victim-wait",
         type=float,

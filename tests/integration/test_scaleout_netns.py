@@ -1,9 +1,11 @@
 """Scale-out tried for real, smaller: bench/scaleout/run.py with three network namespaces
 ("hosts") whose workers reach a private PostgreSQL cluster and a SeaweedFS S3 server
 through veth links on a bridge the script makes. During the run every process of host 1
-is SIGKILLed, host 2's link is cut for longer than the lease, and PostgreSQL restarts
-(fast). Every job completes exactly once, the hosts' jobs are taken over after their
-leases, host 2's late results are refused and leave no duplicate chunks.
+is SIGKILLed, PostgreSQL restarts (fast), and host 2's link is cut for longer than the
+lease, at a moment when host 2 runs a document job in a library-writing stage and has a
+database transaction open on job rows (a cable pulled mid-transaction). Every job
+completes exactly once, the hosts' jobs are taken over after their leases (while host 2
+is still cut off), host 2's late results are refused and leave no duplicate chunks.
 
 The script does the scenario and writes its findings as JSON; this test runs it as a
 subprocess (its namespaces, links and servers are its own, with a unique tag, removed
@@ -61,10 +63,12 @@ def _run(tmp_path: Path) -> tuple[int, dict[str, Any], str]:
         "--heartbeat", str(HEARTBEAT),
         "--poll", "0.5",
         "--shutdown-grace", "5",
+        "--doc-words", "1200",
         "--kill-at", "2",
-        "--cut-at", "3",
+        "--pg-restart-at", "3",
+        "--cut-at", "4",
+        "--cut-in-stage", "chunk,embed,save",
         "--cut-seconds", str(CUT),
-        "--pg-restart-after-cut", "6",
         "--pg-restart-mode", "fast",
         "--victim-wait", "30",
         "--settle", "15",
