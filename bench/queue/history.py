@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,20 @@ CROSS JOIN (SELECT NULL AS f, 'pending' AS t, 'created' AS m
             UNION ALL SELECT 'processing', 'completed', 'completed') AS s
 WHERE status <> 'pending';
 """
+
+
+def uuid7() -> uuid.UUID:
+    """A version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        ((ms & ((1 << 48) - 1)) << 80)
+        | (0x7 << 76)
+        | (((rand >> 62) & 0xFFF) << 64)
+        | (0b10 << 62)
+        | (rand & ((1 << 62) - 1))
+    )
+    return uuid.UUID(int=value)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -250,7 +265,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--json")
+    parser.add_argument(
+        "--time-ordered-ids",
+        action="store_true",
+        help="enqueue the drained jobs with time-ordered ids (UUIDv7) instead of uuid4: "
+        "what the drain costs when new jobs' ids (and their events' job_id) sort by time",
+    )
     args = parser.parse_args()
+    if args.time_ordered_ids:
+        uuid.uuid4 = uuid7  # this process enqueues the drained jobs; workers make no ids
     load_builtin_handlers()
     # bytecode as an installed package has it (see bench.py: compile_rhizome)
     import compileall
@@ -263,6 +286,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "rows": args.rows,
+        "time_ordered_ids": args.time_ordered_ids,
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
     }
     with tempfile.TemporaryDirectory() as tmp:
