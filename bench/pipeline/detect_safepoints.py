@@ -2,7 +2,7 @@
 96,200-chunk document held a worker for over 10 minutes with no pause honoured).
 
     .venv/bin/python bench/pipeline/detect_safepoints.py --new-chunks 10000 96200 \
-        [--library 2000] [--json results.json]
+        [--library 2000] [--json results.json] [--db FILE (one size: keep or reuse its data)]
 
 For each size: a synthetic library of ``--library`` chunks (connect_bench.py's: documents
 of 50 chunks, ~150-word texts, clustered 384-d vectors) and one new document of N chunks
@@ -37,7 +37,7 @@ import connect_bench  # noqa: E402
 from detect_bench import write_document  # noqa: E402
 
 
-def run(new_chunks: int, library_chunks: int) -> dict[str, Any]:
+def run(new_chunks: int, library_chunks: int, db: str | None = None) -> dict[str, Any]:
     from rhizome.app import BUILTIN_MIGRATIONS
     from rhizome.jobs import context
     from rhizome.jobs.store import open_store
@@ -52,20 +52,28 @@ def run(new_chunks: int, library_chunks: int) -> dict[str, Any]:
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
     }
     tmp = tempfile.mkdtemp(prefix="detect-safepoints-")
-    store = open_store(f"sqlite:///{tmp}/bench.db", migrations=BUILTIN_MIGRATIONS)
+    reuse = bool(db and Path(db).exists())
+    path = Path(db).resolve() if db else Path(tmp) / "bench.db"
+    store = open_store(f"sqlite:///{path}", migrations=BUILTIN_MIGRATIONS)
     storage = LocalStorage(Path(tmp) / "storage")
     library = Library(store)
-    connect_bench.NEW_CHUNKS = new_chunks
-    t0 = time.perf_counter()
-    views, new_views = connect_bench.synthetic(library_chunks)
-    out["generate_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    step = connect_bench.CHUNKS_PER_DOC
-    for start in range(0, len(views), step):
-        write_document(library, f"doc {start // step}", views[start : start + step])
-    doc = write_document(library, "new", new_views)
-    out["write_s"] = round(time.perf_counter() - t0, 1)
-    del views, new_views
+    if reuse:  # a library and new document written by an earlier run: only detect again
+        [doc] = [d.id for d in library.list_documents("local", limit=10**6) if d.title == "new"]
+        for job_id in store.job_ids_where(job_types=["detect_connections"]):
+            store.delete(job_id)
+        out["reused"] = str(path)
+    else:
+        connect_bench.NEW_CHUNKS = new_chunks
+        t0 = time.perf_counter()
+        views, new_views = connect_bench.synthetic(library_chunks)
+        out["generate_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        step = connect_bench.CHUNKS_PER_DOC
+        for start in range(0, len(views), step):
+            write_document(library, f"doc {start // step}", views[start : start + step])
+        doc = write_document(library, "new", new_views)
+        out["write_s"] = round(time.perf_counter() - t0, 1)
+        del views, new_views
 
     marks: list[tuple[float, float, str]] = []
     real = context.JobContext.safe_point
@@ -133,6 +141,7 @@ def main() -> None:
     parser.add_argument("--new-chunks", type=int, nargs="+", default=[10_000, 96_200])
     parser.add_argument("--library", type=int, default=2_000)
     parser.add_argument("--json")
+    parser.add_argument("--db", help="a SQLite file of an earlier run to reuse (one size)")
     args = parser.parse_args()
     from rhizome.handlers import load_builtin_handlers
 
@@ -143,7 +152,7 @@ def main() -> None:
         "runs": [],
     }
     for n in args.new_chunks:
-        result["runs"].append(run(n, args.library))
+        result["runs"].append(run(n, args.library, args.db))
         print(json.dumps(result["runs"][-1]), flush=True)
     text = json.dumps(result, indent=2)
     print(text)

@@ -13,8 +13,9 @@ SELECT c.id, c.document_id, c.chunk_index, c.text, c.embedding, d.title AS docum
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = %(user_id)s AND c.embedding IS NOT NULL AND c.embedding_model = %(model)s
   AND c.document_id = ANY(%(documents)s::uuid[])
-  AND (%(after_document)s::uuid IS NULL
-       OR (c.document_id, c.chunk_index) > (%(after_document)s::uuid, %(after_index)s::int))
+  AND (c.document_id, c.chunk_index)
+      > (coalesce(%(after_document)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
+         %(after_index)s::int)
 ORDER BY c.document_id, c.chunk_index
 LIMIT %(limit)s;
 
@@ -22,8 +23,9 @@ LIMIT %(limit)s;
 SELECT c.id, c.document_id, c.chunk_index, c.text, c.embedding, d.title AS document_title
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.user_id = %(user_id)s AND c.embedding IS NOT NULL AND c.embedding_model = %(model)s
-  AND (%(after_document)s::uuid IS NULL
-       OR (c.document_id, c.chunk_index) > (%(after_document)s::uuid, %(after_index)s::int))
+  AND (c.document_id, c.chunk_index)
+      > (coalesce(%(after_document)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
+         %(after_index)s::int)
 ORDER BY c.document_id, c.chunk_index
 LIMIT %(limit)s;
 
