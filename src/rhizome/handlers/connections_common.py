@@ -30,25 +30,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rhizome.errors import RhizomeError
 from rhizome.jobs.context import JobContext, checkpoint_prefix
-from rhizome.library.embedding_index import LibraryIndex, library_index
-from rhizome.library.repo import Library
-from rhizome.pipeline.connect import (
-    ENGINES,
-    ChunkView,
-    ConceptIndex,
-    VectorIndex,
-    Weights,
-    combine,
-    contradiction_engine,
-    semantic_engine,
-    thematic_engine,
-)
-from rhizome.pipeline.connect.index import Neighbor
-from rhizome.pipeline.connect.model import embeddings_of
+from rhizome.pipeline.connect.model import ENGINES, ChunkView, embeddings_of
+
+if TYPE_CHECKING:
+    # The engines, numpy and the library index are imported when a detection runs, not
+    # when the job types are registered: a starting worker imports this module.
+    from rhizome.library.embedding_index import LibraryIndex
+    from rhizome.library.repo import Library
+    from rhizome.pipeline.connect import ConceptIndex, VectorIndex, Weights
+    from rhizome.pipeline.connect.index import Neighbor
 
 ENGINE_BATCH = 4096
 """The most source chunks in one batch of an engine (or of the merge)."""
@@ -143,6 +137,8 @@ class Detection:
         """The user's index for the document's model, brought up to date once per run
         (``step`` after each page loaded: see :meth:`LibraryIndex.refresh`)."""
         if self._shared is None:
+            from rhizome.library.embedding_index import library_index
+
             index = library_index(self.library.store, self.user_id, self.model)
             with index.lock:
                 index.refresh(self.library.store, step)
@@ -252,6 +248,12 @@ class Detection:
 
     def run_batch(self, engine: str, batch: Sequence[ChunkView]) -> list[list[Any]]:
         """One engine over some of the document's chunks (rows as JSON-friendly lists)."""
+        from rhizome.pipeline.connect import (
+            contradiction_engine,
+            semantic_engine,
+            thematic_engine,
+        )
+
         shared = self.shared
         with shared.lock:
             if engine == "semantic":
@@ -287,6 +289,8 @@ class Detection:
         connections (``[source, target, scores, combined, reason]``). Every row of a
         single new document starts at one of its chunks, so merging batch by batch gives
         what one merge of all rows gives."""
+        from rhizome.pipeline.connect import combine
+
         with self.shared.lock:
             pool = self.pool
             # another job of this process may have refreshed the shared index meanwhile
