@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from rhizome.app import App
 from rhizome.config import Settings
 from rhizome.jobs.events import Change
-from rhizome.jobs.model import NewJob
+from rhizome.jobs.model import Job, NewJob
 from rhizome.jobs.store import SqlJobStore
 from rhizome.library import Library
 from rhizome.storage import LocalStorage
@@ -52,8 +52,17 @@ class Feed:
             self.changes.extend(batch or [])
             self.last = time.monotonic()
 
-    def settle(self) -> None:
-        """Until the feed has been quiet for half a second."""
+    def settle(self, *jobs: Job) -> None:
+        """Until the feed reported these jobs as they are now, then was quiet for half a
+        second (a late report of a job's change would drop the answers a test keeps)."""
+        for job in jobs:
+            self.saw(
+                lambda c, job=job: (
+                    c.job is not None
+                    and (c.job.id, c.job.status, c.job.updated_at)
+                    == (job.id, job.status, job.updated_at)
+                )
+            )
         _wait(lambda: time.monotonic() - self.last > 0.5, "the change feed to settle")
 
     def mark(self) -> int:
@@ -99,7 +108,7 @@ def test_answers_are_kept_per_user_and_never_served_to_another(
     theirs = h.finished(store, "export_documents", user="bob")
     doc, _ = h.document_with_chunks(store, storage, title="Moby mine")
     bobs_doc, _ = h.document_with_chunks(store, storage, user="bob", title="Moby theirs")
-    feed.settle()
+    feed.settle(mine, theirs)
     paths = [
         "/api/jobs",
         "/api/jobs?q=Moby",
@@ -132,7 +141,7 @@ def test_a_change_the_feed_reports_drops_the_answers_it_moves(
     client, state, feed = live
     job = h.running(store, "export_documents", details="one")
     doc, _ = h.document_with_chunks(store, storage, title="Old title")
-    feed.settle()
+    feed.settle(job)
     job_path = f"/api/jobs/{job.id}"
     doc_path = f"/api/documents/{doc.id}"
     for path in ("/api/jobs", job_path, doc_path, "/api/documents"):
@@ -156,7 +165,14 @@ def test_a_change_the_feed_reports_drops_the_answers_it_moves(
     assert not hit and noop.id in [j["id"] for j in r.json()["jobs"]]
     assert _hit(client, state, doc_path)[0]  # noop jobs touch no document
 
-    # a worker's library write comes with its job's change: the document answers follow
+    # a worker's library write comes with its job's change: the document answers follow,
+    # and so do the titles the job lists show
+    [first] = store.enqueue(
+        [NewJob("process_document", {}, entity_type="document", entity_id=doc.id)]
+    )
+    feed.saw(lambda c: c.job is not None and c.job.id == first.id)
+    listed = client.get("/api/jobs").json()["jobs"]
+    assert "Old title" in next(j["title"] for j in listed if j["id"] == first.id)
     Library(store).update_document(doc.id, "local", title="New title")
     [work] = store.enqueue(
         [NewJob("process_document", {}, entity_type="document", entity_id=doc.id)]
@@ -165,6 +181,8 @@ def test_a_change_the_feed_reports_drops_the_answers_it_moves(
     assert client.get(doc_path).json()["document"]["title"] == "New title"
     titles = [d["title"] for d in client.get("/api/documents").json()["documents"]]
     assert titles == ["New title"]
+    listed = client.get("/api/jobs").json()["jobs"]
+    assert all("New title" in j["title"] for j in listed if j["id"] in (first.id, work.id))
 
     # a timeline entry moves its job's page
     client.get(job_path)
@@ -188,14 +206,14 @@ def test_a_clients_own_writes_are_seen_at_once(
 ) -> None:
     client, state, feed = live
     bobs = h.new(store, "export_documents", user="bob")
-    feed.settle()
+    feed.settle(bobs)
     client.get("/api/jobs")
     assert _hit(client, state, "/api/jobs")[0]
     # an enqueue through the API: in the list at once, before the feed could tell
     created = client.post("/api/jobs", json={"type": "export_documents"}).json()["jobs"][0]
     assert created["id"] in [j["id"] for j in client.get("/api/jobs").json()["jobs"]]
     # a noop enqueued through the API moves nothing that hides it
-    feed.settle()
+    feed.settle(store.get(created["id"]))
     client.get("/api/jobs")
     assert client.post("/api/jobs", json={"type": "noop"}).status_code == 201
     assert _hit(client, state, "/api/jobs")[0]
@@ -220,8 +238,10 @@ def test_cached_answers_are_the_answers_without_the_cache(
     client, state, feed = live
     job = h.finished(store, "export_documents")
     doc, _ = h.document_with_chunks(store, storage, title="Moby")
-    store.enqueue([NewJob("process_document", {}, entity_type="document", entity_id=doc.id)])
-    feed.settle()
+    [work] = store.enqueue(
+        [NewJob("process_document", {}, entity_type="document", entity_id=doc.id)]
+    )
+    feed.settle(job, work)
     plain = TestClient(web[1])  # no lifespan: no feed, nothing cached
     paths = [
         "/api/jobs",
@@ -309,12 +329,13 @@ def test_a_cached_answer_is_served_only_past_every_check(
     settings = Settings(database_url=db_url, storage_url=str(storage.root), api_token="s3cret")
     fapp = create_app(App(settings, _store=store, _storage=storage), allowed_hosts=["testserver"])
     state: WebState = fapp.state.web
-    h.finished(store, "export_documents")
     token = {"Authorization": "Bearer s3cret"}
     with TestClient(fapp) as client:
         _wait(lambda: state.broadcaster.feed_ok, "the change feed")
         state.responses.ttl = state.responses.clock_ttl = 3600
-        Feed(state).settle()
+        feed = Feed(state)
+        job = h.finished(store, "export_documents")
+        feed.settle(job)
         assert client.get("/api/jobs", headers=token).status_code == 200
         assert _hit(client, state, "/api/jobs", headers=token)[0]
         assert client.get("/api/jobs").status_code == 401

@@ -42,6 +42,8 @@ class WebState:
 
     def __post_init__(self) -> None:
         self._registry = self.app.registry  # one lookup (App.registry imports the handlers)
+        # titles first: an answer recomputed after a change must not take an old title
+        self.broadcaster.observers.insert(0, self.broadcaster.titles.observe)
         self.facet_cache = FacetCache(lambda: self.broadcaster.feed_ok)
         self.broadcaster.observers.append(self.facet_cache.observe)
         self.responses = ResponseCache(lambda: self.broadcaster.feed_ok)
@@ -63,6 +65,7 @@ class WebState:
             )
             return
         self.facet_cache.invalidate()
+        self.broadcaster.titles.clear()
         if isinstance(identity, Identity) and not identity.is_admin:
             self.responses.forget_user(identity.user)
         else:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from rhizome.errors import InvalidInputError, RhizomeError
+from rhizome.jobs.events import Change
 from rhizome.jobs.model import Job, JobFilter
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
@@ -62,6 +64,20 @@ class TitleCache:
             self._titles.clear()
         self._titles[key] = (now, title)
         return title
+
+    def observe(self, changes: Iterable[Change] | None) -> None:
+        """Called by the change feed before the answer caches: a document's job changed
+        (it may have renamed it), so its title is read again (None: forget every title)."""
+        if changes is None:
+            self.clear()
+            return
+        for change in changes:
+            job = change.job
+            if job is not None and job.entity_type == "document" and job.entity_id:
+                self._titles.pop((job.entity_id, job.user_id), None)
+
+    def clear(self) -> None:
+        self._titles.clear()
 
     def of_job(self, job: Job) -> str | None:
         """The title of the document a job works on (None for other jobs)."""
