@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from fastapi import Depends, Request
 from rhizome.app import App
 from rhizome.auth import Identity
 from rhizome.errors import ForbiddenError, InvalidInputError, UnauthorizedError
-from rhizome.jobs.model import Facets
+from rhizome.jobs.model import Facets, WorkerInfo
 from rhizome.jobs.registry import Registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.worker import Worker
@@ -23,6 +24,9 @@ from rhizome.web import display
 from rhizome.web.readcache import WRITES_KEY, FacetCache, ResponseCache
 from rhizome.web.security import IDENTITY_KEY, SecurityConfig
 from rhizome.web.sse import Broadcaster
+
+WORKERS_TTL = 1.0
+"""Seconds the workers table is reused for jobs' pages."""
 
 
 @dataclass
@@ -42,6 +46,7 @@ class WebState:
 
     def __post_init__(self) -> None:
         self._registry = self.app.registry  # one lookup (App.registry imports the handlers)
+        self._workers: tuple[float, list[WorkerInfo]] | None = None
         # titles first: an answer recomputed after a change must not take an old title
         self.broadcaster.observers.insert(0, self.broadcaster.titles.observe)
         self.facet_cache = FacetCache(lambda: self.broadcaster.feed_ok)
@@ -82,6 +87,17 @@ class WebState:
     @property
     def registry(self) -> Registry:
         return self._registry
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers table, read at most once a second (a job's page shows its worker;
+        such answers are cached for a second at most anyway)."""
+        now = time.monotonic()
+        cached = self._workers
+        if cached is not None and now - cached[0] < WORKERS_TTL:
+            return cached[1]
+        workers = self.store.list_workers()
+        self._workers = (now, workers)
+        return workers
 
     def known_types(self) -> set[str]:
         """The job types offered as filters and accepted by the API: the registered ones."""

@@ -208,9 +208,9 @@ def add_document_text(state: StateDep, user: UserDep, body: TextRequest) -> dict
 )
 async def get_document(state: StateDep, user: UserDep, document_id: str) -> Response:
     def compute() -> Computed:
-        bundle = document_bundle(state.store, state.registry, document_id, user)
-        doc = Library(state.store).get_document(document_id, user)
-        bundle["has_content"] = document_markdown(state.storage, doc) is not None
+        bundle = document_bundle(
+            state.store, state.registry, document_id, user, storage=state.storage
+        )
         return bundle, on_the_clock(bundle["jobs"]), None
 
     key = ("document", user, document_id)

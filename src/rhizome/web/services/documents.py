@@ -111,10 +111,12 @@ def document_bundle(
     *,
     chunk_limit: int | None = None,
     connection_limit: int = 500,
+    storage: Storage | None = None,
 ) -> dict[str, Any]:
     """A document with its chunks (the first ``chunk_limit``; ``chunk_total`` says how
     many), connections (with both passages, the other documents' titles and the detection
-    state; at most ``connection_limit``) and jobs, as JSON views."""
+    state; at most ``connection_limit``) and jobs, as JSON views; with ``storage``, also
+    ``has_content`` (whether its markdown is written)."""
     library = Library(store)
     doc = library.get_document(document_id, user_id)
     chunks = library.list_chunks(doc.id, user_id)
@@ -127,6 +129,7 @@ def document_bundle(
         # connections (best first), rejected_connections, connection_counts, detection
         **document_connections(store, doc.id, user_id, limit=connection_limit),
         "jobs": [job_summary(registry, j, doc.title) for j in jobs],
+        **({} if storage is None else {"has_content": has_markdown(storage, doc)}),
     }
 
 
@@ -167,6 +170,14 @@ def delete_document(
     jobs = [j.id for j in document_jobs(store, doc.id, user_id)]
     deleted = library_delete_document(store, storage, doc.id, user_id)
     return DeletedDocument(deleted, jobs)
+
+
+def has_markdown(storage: Storage, doc: Document) -> bool:
+    """Whether the document's markdown is written (without reading it)."""
+    try:
+        return storage.exists(f"{doc.storage_folder}/{CONTENT_FILE}")
+    except (OSError, RhizomeError):
+        return False
 
 
 def document_markdown(storage: Storage, doc: Document) -> str | None:

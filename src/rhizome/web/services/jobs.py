@@ -101,7 +101,7 @@ def job_with_context(state: WebState, job_id: str, user: str) -> dict[str, Any]:
     job = state.store.get(state.store.resolve_job_id(job_id, user), user)
     worker = None
     if job.worker_id:
-        worker = next((w for w in state.store.list_workers() if w.id == job.worker_id), None)
+        worker = next((w for w in state.workers() if w.id == job.worker_id), None)
     return job_detail(
         state.registry,
         job,
