@@ -667,6 +667,8 @@ class Run:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if a.worker_pgoptions:  # libpq reads it: server settings for every worker session
+            env["PGOPTIONS"] = a.worker_pgoptions
         return env
 
     def start_workers(self) -> None:
@@ -1353,6 +1355,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=600.0,
         help="give up this long after the link came back",
+    )
+    p.add_argument(
+        "--worker-pgoptions",
+        help="PGOPTIONS for the workers' sessions, to try a server setting without "
+        "changing the code, e.g. '-c idle_in_transaction_session_timeout=2000'",
     )
     p.add_argument("--json", help="write the results here")
     p.add_argument("--workdir", help="logs and SeaweedFS data (default: a temp folder, kept)")
