@@ -66,6 +66,7 @@ class App:
             migrations=self.migrations,
             migrate=migrate,
             max_connections=max_connections or self.settings.concurrency + 4,
+            dead_peer_seconds=self.settings.lease_seconds,
         )
 
     @property

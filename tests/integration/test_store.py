@@ -1088,3 +1088,34 @@ def test_migration_0003_resolves_existing_duplicates(store: SqlJobStore, db_url:
     assert add(store, dedupe_key="k").id == ids["b"]
     assert add(store, dedupe_key="m").id == ids["d"]
     assert add(store, dedupe_key="n").id == ids["e"]
+
+
+def test_a_vanished_peer_cannot_hold_job_rows_past_its_lease(pg_url: str) -> None:
+    """A worker cut off by the network in the middle of a transaction would keep its
+    rows locked (SKIP LOCKED claims and the reaper pass them by) until TCP gives up, hours
+    later. The server ends a session left idle in a transaction for ``dead_peer_seconds``,
+    which releases them. (Cut off for real in tests/integration/test_scaleout_netns.py.)"""
+    from rhizome.jobs.store.postgres import PostgresJobStore
+
+    store = PostgresJobStore(pg_url, dead_peer_seconds=5)
+    try:
+        store.migrate()
+        [job] = store.enqueue([NewJob("noop", {})])
+        with store.transaction() as tx:
+            settings = tx.one("ping")  # any statement: the session's settings are set
+            assert settings is not None
+        with store.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT current_setting('idle_in_transaction_session_timeout') AS idle,"
+                " current_setting('tcp_user_timeout') AS tcp"
+            ).fetchone()
+            assert row == {"idle": "5s", "tcp": "5000"}
+            # a transaction that stops talking holds the job's row ...
+            conn.execute("SELECT id FROM background_jobs WHERE id = %s FOR UPDATE", (job.id,))
+            assert store.claim(W2, 1, LEASE, None) == []
+            time.sleep(6)  # ... until the server ends the session
+            assert [j.id for j in store.claim(W2, 1, LEASE, None)] == [job.id]
+            with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+                conn.execute("SELECT 1")
+    finally:
+        store.close()

@@ -16,6 +16,7 @@ def open_store(
     migrations: Sequence[MigrationSet] = (),
     migrate: bool = True,
     max_connections: int = 10,
+    dead_peer_seconds: float = 30.0,
 ) -> SqlJobStore:
     """Open the store for a database URL and (by default) apply pending migrations.
 
@@ -23,7 +24,9 @@ def open_store(
     ``postgresql://user@host:port/db``. ``migrations``: the schemas of other components
     that share the database (e.g. ``rhizome.library.MIGRATIONS``), applied after the jobs
     core's own by this and every later :meth:`~SqlJobStore.migrate`. The jobs core alone
-    needs none; :class:`rhizome.app.App` passes the product's.
+    needs none; :class:`rhizome.app.App` passes the product's. ``dead_peer_seconds``
+    (PostgreSQL): how soon a vanished peer's session ends (the lease; see
+    :func:`rhizome.jobs.store.postgres._session_settings`).
     """
     store: SqlJobStore
     if url.startswith("sqlite:///"):
@@ -33,7 +36,9 @@ def open_store(
     elif url.startswith(("postgresql://", "postgres://")):
         from rhizome.jobs.store.postgres import PostgresJobStore
 
-        store = PostgresJobStore(url, max_connections=max_connections)
+        store = PostgresJobStore(
+            url, max_connections=max_connections, dead_peer_seconds=dead_peer_seconds
+        )
     else:
         raise ConfigError(
             f"Unsupported database URL {url!r}.",

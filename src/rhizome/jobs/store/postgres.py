@@ -69,10 +69,18 @@ class _PgTx:
 class PostgresJobStore(SqlJobStore):
     dialect = "postgres"
 
-    def __init__(self, url: str, *, max_connections: int = 10, connect_timeout: float = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 10,
+        connect_timeout: float = 5,
+        dead_peer_seconds: float = 30.0,
+    ) -> None:
         super().__init__()
         self.url = url
         self._conninfo = url
+        self._session = _session_settings(dead_peer_seconds)
         try:
             probe = psycopg.connect(url, connect_timeout=max(1, int(connect_timeout)))
             probe.close()
@@ -84,7 +92,7 @@ class PostgresJobStore(SqlJobStore):
             url,
             min_size=1,
             max_size=max(2, max_connections),
-            kwargs={"row_factory": dict_row},
+            kwargs={"row_factory": dict_row, **self._session},
             open=False,
             name="rhizome",
         )
@@ -105,7 +113,12 @@ class PostgresJobStore(SqlJobStore):
                 tx = _PgTx(conn, queries or self.queries)
                 self._check_fence(tx)
                 yield tx
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg.errors.IdleInTransactionSessionTimeout,  # the peer looked dead
+            PoolTimeout,
+        ) as exc:
             raise DatabaseUnavailableError(
                 f"Lost the connection to PostgreSQL: {_first_line(exc)}."
             ) from exc
@@ -149,7 +162,7 @@ class PostgresJobStore(SqlJobStore):
             if self._listener is None:
                 try:
                     self._listener = psycopg.connect(
-                        self._conninfo, autocommit=True, connect_timeout=5
+                        self._conninfo, autocommit=True, connect_timeout=5, **self._session
                     )
                     self._listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
                 except psycopg.Error as exc:
@@ -168,7 +181,7 @@ class PostgresJobStore(SqlJobStore):
         return False
 
     def change_waiter(self) -> ChangeWaiter:
-        return _ListenWaiter(self._conninfo)
+        return _ListenWaiter(self._conninfo, self._session)
 
     # --- batch operations -----------------------------------------------------------------
 
@@ -271,9 +284,9 @@ class PostgresJobStore(SqlJobStore):
 class _ListenWaiter:
     """``LISTEN rhizome_changes`` on a connection of its own."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, session: dict[str, Any]) -> None:
         try:
-            self.conn = psycopg.connect(conninfo, autocommit=True)
+            self.conn = psycopg.connect(conninfo, autocommit=True, **session)
             self.conn.execute(f"LISTEN {CHANGES_CHANNEL}")
         except psycopg.Error as exc:
             raise DatabaseUnavailableError(
@@ -292,6 +305,28 @@ class _ListenWaiter:
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.conn.close()
+
+
+def _session_settings(dead_peer_seconds: float) -> dict[str, Any]:
+    """Connection settings so that a peer that vanished (a worker cut off by the network
+    in the middle of a transaction, or the server) is noticed within ``dead_peer_seconds``
+    (the lease, so that its jobs can be taken over once their leases ran out): the server
+    ends a session left idle in a transaction that long — releasing the row locks that
+    would otherwise keep SKIP LOCKED claims and the reaper off its jobs until TCP gives up,
+    hours later — and both sides drop a connection whose packets go unacknowledged that
+    long, with keepalives on idle connections."""
+    ms = int(max(dead_peer_seconds, 5.0) * 1000)
+    return {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": ms,
+        "options": (
+            f"-c idle_in_transaction_session_timeout={ms} -c tcp_user_timeout={ms} "
+            "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+        ),
+    }
 
 
 def _first_line(exc: BaseException) -> str:
