@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import secrets
 import signal
 import socket
@@ -370,6 +371,7 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     ]
                 )
             cpu_before = sum(cpu_seconds(p.pid) for p in [server, *extra])
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(
                 [
                     *NICE,
@@ -385,11 +387,19 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             if spy is not None:
                 spy.wait(60)
             cpu = sum(cpu_seconds(p.pid) for p in [server, *extra]) - cpu_before
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            client_cpu = (children.ru_utime + children.ru_stime) - (
+                children_before.ru_utime + children_before.ru_stime
+            )
             samples = [tuple(s) for s in json.loads(outfile.read_text())]
             summary = summarize(samples, seconds)  # type: ignore[arg-type]
             summary["all"]["server_cpu_ms_per_request"] = round(
                 cpu * 1000 / max(1, summary["all"]["n"]), 2
             )
+            summary["all"]["client_cpu_ms_per_request"] = round(
+                client_cpu * 1000 / max(1, summary["all"]["n"]), 2
+            )
+            summary["all"]["load_average"] = os.getloadavg()
             result[f"clients_{clients}"] = summary
         stop.set()
         feed.join(5)
@@ -449,8 +459,12 @@ def main() -> None:
         background = r["background_cpu_percent"]
         print(f"{r['store']}: background (worker, feeds, no clients) {background}% CPU")
         for c in (1, args.clients):
-            cpu = r[f"clients_{c}"]["all"]["server_cpu_ms_per_request"]
-            print(f"{r['store']}, {c} client(s): server CPU {cpu} ms per request")
+            row = r[f"clients_{c}"]["all"]
+            print(
+                f"{r['store']}, {c} client(s): server CPU {row['server_cpu_ms_per_request']} ms "
+                f"per request, clients {row['client_cpu_ms_per_request']} ms; load average "
+                f"{' '.join(f'{x:.1f}' for x in row['load_average'])}"
+            )
         print(
             f"{r['store']}: worker completed {r['worker_jobs_completed']} jobs meanwhile; "
             f"{r['server_errors']} ERROR lines in the server log"

@@ -317,7 +317,16 @@ def test_the_cache_forgets_the_oldest_answers_first() -> None:
         cache.end(cache.begin(Scope("ann")), k, b"x")
     assert [cache.get(k) for k in range(5)] == [None, None, b"x", b"x", b"x"]
     cache.forget_user("ann")
-    assert cache.get(4) is None
+    assert cache.get(4) is None and cache.size == 0
+    # and by their bytes; an answer too large for the budget is not kept
+    cache = ResponseCache(lambda: True, max_bytes=160)
+    for k in range(3):
+        cache.end(cache.begin(Scope("ann")), k, b"x" * 8)
+    cache.end(cache.begin(Scope("ann")), "big", b"x" * 11)
+    assert cache.get("big") is None and cache.size == 24
+    for k in range(3, 20):
+        cache.end(cache.begin(Scope("ann")), k, b"x" * 10)
+    assert cache.size <= 160 and cache.get(19) == b"x" * 10 and cache.get(0) is None
 
 
 def test_a_cached_answer_is_served_only_past_every_check(

@@ -135,7 +135,9 @@ WRITES_KEY = "rhizome.writes"
 those move instead of everything of the user (see ``WebState.after_write``)."""
 
 MAX_ANSWERS = 2048
-"""Cached answers kept at most (the oldest go first)."""
+"""Cached answers kept at most (the oldest go first)..."""
+MAX_BYTES = 64 * 1024 * 1024
+"""... and their bytes at most; a larger answer than a sixteenth of that is not kept."""
 
 
 @dataclass(frozen=True)
@@ -199,11 +201,15 @@ class ResponseCache:
         ttl: float = 5.0,
         clock_ttl: float = 1.0,
         max_items: int = MAX_ANSWERS,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self.enabled = enabled
         self.ttl = ttl
         self.clock_ttl = min(clock_ttl, ttl)
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.size = 0
+        """Bytes of the answers kept."""
         self.hits = 0
         self.misses = 0
         self._answers: OrderedDict[Hashable, _Answer] = OrderedDict()
@@ -262,8 +268,13 @@ class ResponseCache:
     ) -> None:
         """Under the lock."""
         self._drop(key)
-        while len(self._answers) >= self.max_items:
+        if len(body) > self.max_bytes // 16:
+            return
+        while self._answers and (
+            len(self._answers) >= self.max_items or self.size + len(body) > self.max_bytes
+        ):
             self._drop(next(iter(self._answers)))
+        self.size += len(body)
         ttl = self.clock_ttl if clock else self.ttl
         self._answers[key] = _Answer(scope, body, time.monotonic() + ttl, resolved)
         if scope.job is not None:
@@ -277,6 +288,7 @@ class ResponseCache:
         answer = self._answers.pop(key, None)
         if answer is None:
             return
+        self.size -= len(answer.body)
         scope = answer.scope
         index, name = (
             (self._by_job, answer.resolved or scope.job)
@@ -294,6 +306,7 @@ class ResponseCache:
         """Forget every answer (and every answer being computed)."""
         with self._lock:
             self._answers.clear()
+            self.size = 0
             self._by_user.clear()
             self._by_job.clear()
             self._prefixed.clear()
