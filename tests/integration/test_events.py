@@ -45,7 +45,7 @@ def test_feed_delivers_changes_from_another_connection(store: SqlJobStore, db_ur
                 c.kind == "job" and c.job and c.job.progress.get("percent") == 42 for c in g
             ),
         )
-        other.heartbeat("w1", 30)
+        other.heartbeat("w1", 30, [claimed.id])
         other.delete(job.id)
         got = _collect(sub, lambda g: any(c.kind == "deleted" and c.job_id == job.id for c in g))
         assert got
