@@ -754,7 +754,7 @@ class Run:
                         time.sleep(0.003)
                         continue
                 if hit:
-                    found = hit[0]
+                    found = hit[0] or "(not started)"
                     break
                 time.sleep(0.003 if locked else 0.02)
         if not found:
