@@ -9,9 +9,12 @@ lock held by another process) are in ``test_infra_outages.py``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
+
+import pytest
 
 from rhizome.errors import DatabaseUnavailableError, StorageError
 from rhizome.jobs.model import ErrorType, JobStatus, NewJob
@@ -113,8 +116,9 @@ def test_late_results_are_refused_once_another_worker_took_over(
 
 
 def test_a_storage_failure_sets_the_job_aside_without_a_retry(
-    store: SqlJobStore, storage: LocalStorage
+    store: SqlJobStore, storage: LocalStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="rhizome.jobs.worker")
     [job] = store.enqueue([NewJob("noop", {"stages": 1, "units": 3})])
     flaky = FlakyStorage(storage, failures=2)
     worker = make_worker(store, flaky, storage_backoff_base=0.2, storage_backoff_cap=1.0)  # type: ignore[arg-type]
@@ -128,6 +132,10 @@ def test_a_storage_failure_sets_the_job_aside_without_a_retry(
     assert "not counted as a retry" in aside[0]
     assert not any(m.startswith("failed") for m in messages)
     assert done.output_data is not None and done.output_data["digest"] == noop_digest(1, 3)
+    # the log lines carry the job's fields beside the worker's
+    [line, *_] = [r for r in caplog.records if r.getMessage().startswith("set aside")]
+    assert (line.job_id, line.job_type, line.worker_id) == (job.id, "noop", worker.id)  # type: ignore[attr-defined]
+    assert line.stage == "step-1"  # type: ignore[attr-defined]
 
 
 def test_a_run_past_its_time_limit_fails_at_a_safe_point(

@@ -181,7 +181,9 @@ class Worker:
         self.released_prefetched = 0
         self.claims = 0  # claim round trips
         self.claimed = 0  # jobs they brought
-        self.log = logging.LoggerAdapter(log, {"worker_id": self.id})
+        self.log: logging.LoggerAdapter[logging.Logger] = _FieldsAdapter(
+            log, {"worker_id": self.id}
+        )
         self.job_logs = JobLogHandler(store, keep=self.config.log_lines)
         self.metrics = WorkerMetrics()
 
@@ -401,8 +403,14 @@ class Worker:
                 self.log.warning(
                     "released job %s without a safe point", job_id, extra={"job_id": job_id}
                 )
+            except JobLostError:  # set aside or taken over meanwhile: nothing to hand back
+                self.log.info(
+                    "job %s was no longer this worker's", job_id, extra={"job_id": job_id}
+                )
             except RhizomeError as exc:  # its lease runs out; another worker takes it over
-                self.log.error("could not release job %s: %s", job_id, exc)
+                self.log.warning(
+                    "could not release job %s: %s", job_id, exc, extra={"job_id": job_id}
+                )
         with self._ready:
             held = list(self._held.values())  # claimed during the grace period (none expected)
             self._held.clear()
@@ -857,6 +865,15 @@ class Worker:
                 del self._held[h.job.id]
             self._busy -= len(back)
         self._release_held(back, "handed back unstarted: the queue was paused")
+
+
+class _FieldsAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Adds the worker's fields to each record and keeps the ``extra`` a call passes
+    (``job_id``, ``job_type``, ``stage``): the standard adapter replaces it (until 3.13)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
 
 
 class _Outage:
