@@ -615,6 +615,9 @@ class ConceptIndex:
         self._doc_df = np.zeros(1 << _BUCKET_BITS, dtype=np.int32)
         self._doc_chunks: dict[str, set[str]] = {}
         self._doc_counts: dict[str, tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]] = {}
+        self._doc_unique: dict[str, npt.NDArray[np.uint32]] = {}
+        """Each document's sorted unique concept ids, kept up to date as chunks are added
+        (a huge document added page by page is not re-read whole for every page)."""
 
     @classmethod
     def from_texts(cls, items: Iterable[tuple[str, str, str]]) -> ConceptIndex:
@@ -643,6 +646,7 @@ class ConceptIndex:
         other._doc_df = self._doc_df.copy()
         other._doc_chunks = {doc: set(ids) for doc, ids in self._doc_chunks.items()}
         other._doc_counts = dict(self._doc_counts)
+        other._doc_unique = dict(self._doc_unique)
         return other
 
     def add(self, items: Iterable[tuple[str, str, str]]) -> None:
@@ -668,7 +672,14 @@ class ConceptIndex:
             self._doc_chunks.setdefault(document_id, set()).add(chunk_id)
         if hashed:
             _bump(self._df, np.concatenate([ids for ids, _ in hashed]), 1)
-        fresh = [np.setdiff1d(self._doc_ids(doc), before[doc], assume_unique=True) for doc in docs]
+        added: dict[str, list[npt.NDArray[np.uint32]]] = {doc: [] for doc in docs}
+        for (document_id, _), (ids, _counts) in zip(batch.values(), hashed, strict=True):
+            added[document_id].append(ids)
+        fresh = []
+        for doc in docs:
+            new = np.unique(np.concatenate(added[doc])) if added[doc] else _EMPTY_IDS
+            fresh.append(np.setdiff1d(new, before[doc], assume_unique=True))
+            self._doc_unique[doc] = np.union1d(before[doc], new).astype(np.uint32)
         if fresh:
             _bump(self._doc_df, np.concatenate(fresh), 1)
         for doc in docs:
@@ -686,6 +697,7 @@ class ConceptIndex:
         _bump(self._df, np.concatenate([r.ids for r in rows]), -1)
         del self._doc_chunks[document_id]
         self._doc_counts.pop(document_id, None)
+        self._doc_unique.pop(document_id, None)
         if self._flat is not None:
             self._flat.kill(gone)
         return len(gone)
@@ -699,19 +711,26 @@ class ConceptIndex:
         chunks.discard(chunk_id)
         if not chunks:
             del self._doc_chunks[document_id]
+        self._doc_counts.pop(document_id, None)  # before reading the ids again
+        self._doc_unique.pop(document_id, None)
         gone = np.setdiff1d(before, self._doc_ids(document_id), assume_unique=True)
         _bump(self._doc_df, gone, -1)
-        self._doc_counts.pop(document_id, None)
         if self._flat is not None:
             self._flat.kill([chunk_id])
 
     def _doc_ids(self, document_id: str) -> npt.NDArray[np.uint32]:
-        """Sorted unique concept ids of a document (uncached)."""
+        """Sorted unique concept ids of a document."""
         cached = self._doc_counts.get(document_id)
         if cached is not None:
             return cached[0]
+        unique = self._doc_unique.get(document_id)
+        if unique is not None:
+            return unique
         rows = [self._rows[c].ids for c in self._doc_chunks.get(document_id, ())]
-        return np.unique(np.concatenate(rows)) if rows else _EMPTY_IDS
+        if not rows:
+            return _EMPTY_IDS
+        unique = self._doc_unique[document_id] = np.unique(np.concatenate(rows))
+        return unique
 
     def document_of(self, chunk_id: str) -> str:
         return self._rows[chunk_id].document_id
