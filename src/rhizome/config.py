@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     ``rhizome.toml``: ``apps = ["mod_a", "mod_b"]``."""
     debug: bool = False
     """Let unexpected errors of the command line show their traceback."""
+    api_cache_seconds: float = Field(30.0, ge=0)
+    """How long ``rhizome serve`` keeps an answer of the job and document read endpoints at
+    most; the change feed and the API's own writes drop it sooner when it may have
+    changed (answers on the clock: 1 s). 0 turns the cache off."""
     trusted_proxy: str | None = None
     """Reverse proxies whose X-Rhizome-User header names the user: ``1`` (a proxy on this
     machine), ``*`` (any peer) or addresses and networks, comma-separated."""

@@ -173,6 +173,7 @@ SAMPLES: dict[str, object] = {
     "thematic_weight": 0.0,
     "apps": ["my_jobs", "lab.tasks"],
     "debug": True,
+    "api_cache_seconds": 2.5,
     "trusted_proxy": "10.0.0.5,192.168.0.0/24",
     "fetch_allow_private": True,
     "extract_memory_mb": 512,

@@ -309,6 +309,9 @@ def test_answers_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache.get("settled") == b"a" and cache.get("clock") is None
     now[0] += 4
     assert cache.get("settled") is None
+    off = ResponseCache(lambda: True, ttl=0)  # RHIZOME_API_CACHE_SECONDS=0
+    off.end(off.begin(Scope("ann")), "k", b"x")
+    assert not off.active and off.get("k") is None
 
 
 def test_the_cache_forgets_the_oldest_answers_first() -> None:

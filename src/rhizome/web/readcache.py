@@ -188,17 +188,18 @@ class ResponseCache:
     the views that hide it alone); every state-changing API request empties the cache when
     it answers, so a client never reads an answer older than its own write or than a live
     message it got. An answer being computed while a change that moves it arrives is not
-    kept. Changes outside the feed (a worker's heartbeat row, a job pruned by retention,
-    another process writing the library without a job) and answers that depend on the
-    clock (run time, ETA, retry countdown of unfinished jobs) are bounded by ``ttl`` and
-    ``clock_ttl`` seconds. Without a running feed nothing is cached. The key always
-    includes the user: an answer is never served to another user.
+    kept. Changes outside the feed (another API process's writes that are not jobs, the
+    workers table) and answers that depend on the clock (run time, ETA, retry countdown of
+    unfinished jobs, a live worker's last sign of life) are bounded by ``ttl``
+    (``RHIZOME_API_CACHE_SECONDS``) and ``clock_ttl`` seconds; ``ttl`` 0 turns it off.
+    Without a running feed nothing is cached. The key always includes the user: an answer
+    is never served to another user.
     """
 
     def __init__(
         self,
         enabled: Callable[[], bool],
-        ttl: float = 5.0,
+        ttl: float = 30.0,
         clock_ttl: float = 1.0,
         max_items: int = MAX_ANSWERS,
         max_bytes: int = MAX_BYTES,

@@ -51,7 +51,9 @@ class WebState:
         self.broadcaster.observers.insert(0, self.broadcaster.titles.observe)
         self.facet_cache = FacetCache(lambda: self.broadcaster.feed_ok)
         self.broadcaster.observers.append(self.facet_cache.observe)
-        self.responses = ResponseCache(lambda: self.broadcaster.feed_ok)
+        self.responses = ResponseCache(
+            lambda: self.broadcaster.feed_ok, ttl=self.app.settings.api_cache_seconds
+        )
         self.broadcaster.observers.append(self.responses.observe)
         self.security.after_write.append(self.after_write)
 

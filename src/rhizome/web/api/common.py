@@ -86,9 +86,14 @@ FINISHED = frozenset(s.value for s in TERMINAL_STATUSES)
 
 def on_the_clock(jobs: Iterable[dict[str, Any]]) -> bool:
     """Whether these job views change with the clock alone (run time, ETA, retry
-    countdown, its worker's last sign of life): a job is unfinished or waits for a retry.
-    (A finished job's page may show how long ago its worker was seen as of its answer.)"""
-    return any(j["status"] not in FINISHED or j.get("next_retry_at") for j in jobs)
+    countdown, a live worker's last sign of life): a job is unfinished, waits for a retry
+    or shows a worker that has not stopped."""
+    return any(
+        j["status"] not in FINISHED
+        or j.get("next_retry_at")
+        or (j.get("worker") and not j["worker"].get("stopped_at"))
+        for j in jobs
+    )
 
 
 Computed = tuple[dict[str, Any], bool, str | None]
