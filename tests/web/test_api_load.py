@@ -191,11 +191,14 @@ def test_facet_counts_are_computed_once_per_change_that_moves_them(
             assert total() == 1
         assert counted[0] == 1
         # a hidden job (another process's write) leaves the default view's counts alone
-        version = cache.version
+        version, gaps = cache.version, cache.gaps
         h.new(store, "noop")
         _wait(lambda: cache.version != version, "the feed to see the noop job")
         settle("the feed to settle")
-        assert total() == 1 and counted[0] == 1
+        # (on a loaded machine the feed may fall behind and say it missed changes: then,
+        # and only then, everything is counted once more)
+        assert total() == 1 and counted[0] == 1 + min(cache.gaps - gaps, 1)
+        counted[0] = 1
         # progress that moves no count does not recount; a status change does
         version = cache.version
         h.running(store, "export_documents", details="halfway")

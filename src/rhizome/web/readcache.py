@@ -43,6 +43,8 @@ class FacetCache(Generic[T]):
         """Counts every change seen; an answer computed across a change is not kept."""
         self.hits = 0
         self.misses = 0
+        self.gaps = 0
+        """Times the feed said it may have missed changes (everything was forgotten)."""
         self._items: dict[JobFilter, tuple[float, T]] = {}
         self._shapes: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
         self._lock = threading.Lock()
@@ -85,6 +87,7 @@ class FacetCache(Generic[T]):
     def observe(self, changes: Iterable[Change] | None) -> None:
         """Called by the change feed (None: it may have missed changes)."""
         if changes is None:
+            self.gaps += 1
             self._shapes.clear()
             self.invalidate()
             return
