@@ -1100,7 +1100,8 @@ def test_a_vanished_peer_cannot_hold_job_rows_past_its_lease(pg_url: str) -> Non
     store = PostgresJobStore(pg_url, dead_peer_seconds=5)
     try:
         store.migrate()
-        [job] = store.enqueue([NewJob("noop", {})])
+        kind = f"vanish_{uuid.uuid4().hex[:8]}"  # the database is shared: claim only ours
+        [job] = store.enqueue([NewJob(kind, {})])
         with store.transaction() as tx:
             settings = tx.one("ping")  # any statement: the session's settings are set
             assert settings is not None
@@ -1112,9 +1113,9 @@ def test_a_vanished_peer_cannot_hold_job_rows_past_its_lease(pg_url: str) -> Non
             assert row == {"idle": "5s", "tcp": "5000"}
             # a transaction that stops talking holds the job's row ...
             conn.execute("SELECT id FROM background_jobs WHERE id = %s FOR UPDATE", (job.id,))
-            assert store.claim(W2, 1, LEASE, None) == []
+            assert store.claim(W2, 1, LEASE, [kind]) == []
             time.sleep(6)  # ... until the server ends the session
-            assert [j.id for j in store.claim(W2, 1, LEASE, None)] == [job.id]
+            assert [j.id for j in store.claim(W2, 1, LEASE, [kind])] == [job.id]
             with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
                 conn.execute("SELECT 1")
     finally:
