@@ -318,15 +318,21 @@ def _session_settings(dead_peer_seconds: float) -> dict[str, Any]:
     idle timeout is not armed after a pipelined ``executemany``; the TCP settings cover
     that case: measured in bench/scaleout.)"""
     ms = int(max(dead_peer_seconds, 5.0) * 1000)
+    # keepalive probes find a silent peer within ~5/8 of the lease: idle a quarter of it,
+    # then three probes an eighth apart (a session waiting on a client that vanished
+    # mid-pipeline sends nothing, so only keepalives notice it)
+    idle = max(1, int(dead_peer_seconds / 4))
+    interval = max(1, int(dead_peer_seconds / 8))
     return {
         "keepalives": 1,
-        "keepalives_idle": 10,
-        "keepalives_interval": 5,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
         "keepalives_count": 3,
         "tcp_user_timeout": ms,
         "options": (
             f"-c idle_in_transaction_session_timeout={ms} -c tcp_user_timeout={ms} "
-            "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+            f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
+            "-c tcp_keepalives_count=3"
         ),
     }
 
