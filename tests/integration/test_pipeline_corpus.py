@@ -16,7 +16,7 @@ from rhizome.pipeline.extract import Extracted, extract
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 ENCRYPTED = "libreoffice-writer-password.pdf"
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no corpus at {CORPUS}")
+assert CORPUS.is_dir(), f"no corpus at {CORPUS} (the tests read ../shared/corpus)"
 
 
 def _files(folder: str) -> list[Path]:

@@ -24,7 +24,6 @@ from fastapi.testclient import TestClient
 import rhizome.handlers
 from rhizome.app import App
 from rhizome.config import Settings
-from rhizome.jobs.registry import registry
 from rhizome.jobs.store import SqlJobStore
 from rhizome.storage import LocalStorage
 from rhizome.web import create_app
@@ -56,10 +55,6 @@ def load_all_handlers() -> None:
 
 
 load_all_handlers()
-
-
-def has_type(name: str) -> bool:
-    return name in registry
 
 
 def make_web(

@@ -18,7 +18,6 @@ from rhizome.library import Library
 from rhizome.storage import LocalStorage
 from tests.helpers import Background, make_worker, wait_status
 from tests.web import helpers as h
-from tests.web.conftest import has_type
 
 MISSING = str(uuid.uuid4())
 
@@ -460,12 +459,7 @@ def test_admin_actions(client: TestClient, store: SqlJobStore) -> None:
 
 # --- documents ------------------------------------------------------------------------------------
 
-needs_processing = pytest.mark.skipif(
-    not has_type("process_document"), reason="process_document is not registered"
-)
 
-
-@needs_processing
 def test_upload_list_show_delete(
     client: TestClient, store: SqlJobStore, storage: LocalStorage
 ) -> None:
@@ -567,8 +561,6 @@ def test_document_bad_requests(client: TestClient, web: tuple[App, FastAPI]) -> 
     error_of(client.post("/api/documents/url", json={"url": "ftp://x"}), 422)
     error_of(client.post("/api/documents/url", json={}), 422)
     error_of(client.post("/api/documents/text", json={"text": ""}), 422)
-    if not has_type("process_document"):
-        return
     error_of(client.post("/api/documents/text", json={"text": "   "}), 422)
     # the web fixture allows 200 kB per file
     big = [("files", ("big.txt", b"x" * 300_000, "text/plain"))]
