@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rhizome.jobs.model import Job, JobStatus
@@ -45,6 +47,20 @@ class Background:
         self.worker.stop()
         self.thread.join(timeout=30)
         assert not self.thread.is_alive(), "worker did not stop"
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """SIGTERM the processes still alive, wait for each to exit, kill those that do not."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def wait_for(

@@ -17,7 +17,7 @@ import pytest
 from rhizome.jobs.model import NewJob
 from rhizome.jobs.store import SqlJobStore
 from tests.conftest import cli_env, start_worker
-from tests.helpers import noop_digest
+from tests.helpers import noop_digest, stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +60,7 @@ def test_random_sigkill_during_a_drain(store: SqlJobStore, db_url: str, tmp_path
                 kills += 1
             time.sleep(0.1)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
     assert kills == KILLS
     counts = store.count_jobs()
     assert counts == {("completed", "noop"): JOBS}, counts  # 0 lost, 0 stuck, 0 failed

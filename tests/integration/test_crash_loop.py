@@ -21,7 +21,7 @@ import pytest
 from rhizome.jobs.model import ErrorType, JobStatus, NewJob
 from rhizome.jobs.store import SqlJobStore
 from tests.conftest import cli_env
-from tests.helpers import noop_digest
+from tests.helpers import noop_digest, stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -164,14 +164,7 @@ def test_a_job_that_kills_its_worker_fails_after_max_takeovers(
         time.sleep(3 * LEASE)
         assert all(p.poll() is None for p in procs), f"a worker died after the end\n{evidence()}"
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
 
     job = store.get(bomb.id)
     assert runs() == runs_expected, evidence()

@@ -29,7 +29,7 @@ from rhizome.errors import DatabaseUnavailableError
 from rhizome.jobs.model import JobStatus, NewJob
 from rhizome.jobs.store import SqlJobStore
 from tests.conftest import IN_CI, cli_env, open_product_store, run_cli, start_worker
-from tests.helpers import noop_digest, wait_for, wait_status
+from tests.helpers import noop_digest, stop_processes, wait_for, wait_status
 from tests.pgcluster import PgCluster, available, pg_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -139,15 +139,7 @@ class Drain:
                 time.sleep(0.2)
             self.exit_codes = [p.poll() for p in self.procs]  # None: still alive
         finally:
-            for proc in self.procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in self.procs:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop_processes(self.procs)
 
     def logs_tail(self, lines: int = 10) -> str:
         out = []
