@@ -106,6 +106,7 @@ def cli_env(db_url: str, storage_root: Path, **extra: str) -> dict[str, str]:
             "RHIZOME_DATABASE_URL": db_url,
             "RHIZOME_STORAGE_URL": str(storage_root),
             "RHIZOME_LOG_LEVEL": "INFO",
+            "PYTHONFAULTHANDLER": "1",  # a crash of a process under test leaves its stack
             **extra,
         }
     )

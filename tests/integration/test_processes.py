@@ -45,8 +45,9 @@ def test_exactly_once_with_several_worker_processes(
         start_worker(env, "--burst", "--concurrency", "4", log=tmp_path / f"w{i}.log")
         for i in range(3)
     ]
-    for proc in procs:
-        assert _wait_exit(proc, 240) == 0
+    for i, proc in enumerate(procs):
+        rc = _wait_exit(proc, 240)
+        assert rc == 0, (tmp_path / f"w{i}.log").read_text(errors="replace")[-4000:]
 
     assert store.count_jobs() == {("completed", "noop"): total}
     jobs = store.list_jobs(limit=total)

@@ -440,6 +440,7 @@ class Worker:
         except RhizomeError as exc:
             self.log.error("could not unregister worker: %s", exc)
         self._stopped.set()
+        self._join_threads()
         self.log.info(
             "worker stopped (%d completed, %d failed; %d jobs in %d claims)",
             self.completed,
@@ -447,6 +448,21 @@ class Worker:
             self.claimed,
             self.claims,
         )
+
+    def _join_threads(self) -> None:
+        """Wait for the heartbeat (a beat may be under way) and the job threads, so that
+        nothing uses the store once the caller closes it. A job thread still inside a
+        handler that ignored the grace period is not waited for long: its job was
+        released, and the store leaves open the connections of threads still running."""
+        me = threading.current_thread()
+        deadline = time.monotonic() + max(self.config.lease_seconds, 5.0)
+        for thread in self._threads:
+            if thread is me:
+                continue
+            patience = deadline - time.monotonic()
+            if thread.name.startswith("rhizome-job-"):
+                patience = min(patience, 1.0)
+            thread.join(timeout=max(patience, 0.0))
 
     # --- one job --------------------------------------------------------------------------
 

@@ -103,7 +103,10 @@ class SqliteJobStore(SqlJobStore):
                 f"Cannot create the folder for the SQLite database {self.path}: {exc}."
             ) from exc
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Every connection with the thread that opened it: ``close`` closes only those of
+        # threads that ended (or its own); closing one another thread is using crashes
+        # the interpreter (segfault), so those are left to close when their thread ends.
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         with _LOCAL_WAKEUPS_LOCK:
             self._wakeup_cond = _LOCAL_WAKEUPS.setdefault(str(self.path), threading.Condition())
@@ -126,7 +129,7 @@ class SqliteJobStore(SqlJobStore):
                 f"Cannot open the SQLite database {self.path}: {exc}."
             ) from exc
         with self._lock:
-            self._all.append(conn)
+            self._all.append((threading.current_thread(), conn))
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -185,11 +188,13 @@ class SqliteJobStore(SqlJobStore):
         return sql
 
     def close(self) -> None:
+        me = threading.current_thread()
         with self._lock:
             conns, self._all = self._all, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
+        for thread, conn in conns:
+            if thread is me or not thread.is_alive():
+                with suppress(sqlite3.Error):
+                    conn.close()
         self._local = threading.local()
 
     def _migration_lock(self, tx: Tx) -> None:
