@@ -243,7 +243,7 @@ def jobs_list(
     for j in jobs:
         shown = labels[j.id]
         table.add_row(
-            j.id[:8],
+            j.short_id,
             shown["title"],
             shown["type"],
             shown["status"],

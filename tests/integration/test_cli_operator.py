@@ -78,7 +78,7 @@ def test_every_status_filter_and_the_labels(store: SqlJobStore, env: dict[str, s
     assert head[:3] == ["id", "title", "type"]
     for shown in ("Retrying", "Pausing…", "Cancelling…", "Paused", "Completed", "No-op"):
         assert shown in table.stdout, shown
-    assert ids["retrying"][:8] in table.stdout and ids["retrying"] not in table.stdout
+    assert ids["retrying"][-8:] in table.stdout and ids["retrying"] not in table.stdout
     assert "Step 1" in table.stdout  # the stage's label, not step-1
 
 
@@ -86,7 +86,7 @@ def test_prefixes_show_logs_delete_and_help(store: SqlJobStore, env: dict[str, s
     [job] = store.enqueue([NewJob("noop", {"stages": 1, "units": 2, "log_units": True})])
     run = run_cli(["worker", "--burst"], {**env, "RHIZOME_LOG_LEVEL": "INFO"})
     assert run.returncode == 0, run.stderr
-    prefix = job.id[:8]
+    prefix = job.short_id  # the short id jobs list shows
 
     shown = run_cli(["jobs", "show", prefix], env)
     assert shown.returncode == 0, shown.stderr

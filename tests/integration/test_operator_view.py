@@ -5,6 +5,7 @@ searches, id prefixes, the stage filter (unfinished jobs only) and the workers' 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -132,18 +133,28 @@ def test_sorted_search(store: SqlJobStore) -> None:
         store.search_jobs(JobFilter(), sort="nonsense")
 
 
-def test_id_prefixes(store: SqlJobStore) -> None:
+def test_short_ids_and_prefixes(store: SqlJobStore) -> None:
     jobs = store.enqueue([NewJob("noop", {}) for _ in range(3)])
+    # ids are UUIDv7: they sort by creation, and the short id is the random tail
+    assert [uuid.UUID(j.id).version for j in jobs] == [7, 7, 7]
+    assert [j.id for j in jobs] == sorted(j.id for j in jobs)
+    assert len({j.short_id for j in jobs}) == 3
     for job in jobs:
-        assert store.resolve_job_id(job.id[:8]) == job.id
-        assert store.resolve_job_id(job.id[:13].upper()) == job.id  # dashes and case
+        assert job.short_id == job.id[-8:]
+        assert store.resolve_job_id(job.short_id) == job.id
+        assert store.resolve_job_id(job.id[-12:].upper()) == job.id  # the whole last group
         assert store.resolve_job_id(job.id) == job.id
+    # the jobs made in one burst share their first digits (the time): a prefix that short
+    # names several of them
+    with pytest.raises(InvalidInputError, match="Several jobs"):
+        store.resolve_job_id(jobs[0].id[:8])
+    assert store.resolve_job_id(jobs[2].id[: 36 - 4]) == jobs[2].id  # a long enough prefix
     with pytest.raises(JobNotFoundError, match="is not a job id"):
-        store.resolve_job_id(jobs[0].id[:7])
-    with pytest.raises(JobNotFoundError, match="No job with an id starting"):
-        store.resolve_job_id("ffffffff" if not jobs[0].id.startswith("f") else "00000000")
+        store.resolve_job_id(jobs[0].short_id[1:])
+    with pytest.raises(JobNotFoundError, match="No job with the id"):
+        store.resolve_job_id("ffffffff" if not jobs[0].short_id.startswith("f") else "00000000")
     with pytest.raises(JobNotFoundError):
-        store.resolve_job_id(jobs[0].id[:8], user_id="someone-else")
+        store.resolve_job_id(jobs[0].short_id, user_id="someone-else")
     # two jobs sharing a prefix: more characters needed
     raw_prefix = "abcdef01"
     twins = [f"{raw_prefix}-{n}{n}{n}{n}-4000-8000-000000000000" for n in (1, 2)]

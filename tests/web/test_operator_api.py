@@ -154,7 +154,7 @@ def test_job_log_durations_labels_and_prefixes(
 ) -> None:
     [job] = store.enqueue([NewJob("noop", {"stages": 2, "units": 2, "log_units": True})])
     make_worker(store, storage, burst=True).run()
-    short = job.id[:8]
+    short = job.short_id
     detail = client.get(f"/api/jobs/{short}").json()["job"]
     assert detail["id"] == job.id and detail["status_text"] == "Completed"
     assert [s["label"] for s in detail["durations"]["stages"]] == ["Step 1 of 2", "Step 2 of 2"]

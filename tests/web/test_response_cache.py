@@ -115,7 +115,7 @@ def test_answers_are_kept_per_user_and_never_served_to_another(
         "/api/documents",
         f"/api/documents/{doc.id}",
         f"/api/jobs/{mine.id}",
-        f"/api/jobs/{mine.id[:8]}",
+        f"/api/jobs/{mine.short_id}",
     ]
     for path in paths:
         assert client.get(path).status_code == 200

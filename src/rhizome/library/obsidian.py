@@ -38,6 +38,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from rhizome.errors import InvalidInputError, NotFoundError
+from rhizome.jobs.model import short_job_id
 from rhizome.jobs.store import SqlJobStore
 from rhizome.jobs.store.base import Tx
 from rhizome.library.connections import Curation
@@ -762,7 +763,7 @@ def _keep_library(ctx: Context, st: NoteState, n: int, base: dict[str, Any]) -> 
     backup = None
     if raw is not None:
         folder = str(PurePosixPath(st.note_path).parent)
-        backup = f"{folder}/{META_FOLDER}/conflict-{ctx.job_id[:8]}-{n}.md"
+        backup = f"{folder}/{META_FOLDER}/conflict-{short_job_id(ctx.job_id)}-{n}.md"
         ctx.vault.write(backup, raw)
 
     def wrap(out: dict[str, Any]) -> dict[str, Any]:

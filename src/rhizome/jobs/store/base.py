@@ -38,6 +38,7 @@ from rhizome.jobs.model import (
     JobStatus,
     NewJob,
     WorkerInfo,
+    new_job_id,
     parse_time,
 )
 from rhizome.jobs.store.queries import Migration, load_migrations, load_queries, specialize
@@ -327,7 +328,7 @@ class SqlJobStore(ABC):
 
     def _new_row(self, j: NewJob) -> Row:
         return {
-            "id": str(uuid.uuid4()),
+            "id": new_job_id(),
             "job_type": j.job_type,
             "user_id": j.user_id,
             "entity_type": j.entity_type,
@@ -826,8 +827,8 @@ class SqlJobStore(ABC):
     # --- ids ------------------------------------------------------------------------------
 
     def resolve_job_id(self, value: str, user_id: str | None = None) -> str:
-        """A full job id from an id or a unique prefix of at least 8 characters (the short
-        ids the UI and ``jobs list`` show)."""
+        """A full job id from an id, its short id (its last 8 to 12 characters: what the
+        UI and ``jobs list`` show) or a unique prefix of at least 8 characters."""
         text = str(value).strip().lower()
         try:
             return str(uuid.UUID(text))
@@ -837,19 +838,22 @@ class SqlJobStore(ABC):
         if len(digits) < 8 or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
             raise JobNotFoundError(
                 f"{value!r} is not a job id.",
-                "Give the full id or its first 8 characters or more; see `rhizome jobs list`.",
+                "Give the full id or its short id (8 characters, see `rhizome jobs list`).",
             )
         low = str(uuid.UUID(digits.ljust(32, "0")))
         high = str(uuid.UUID(digits.ljust(32, "f")))
         with self.session() as s:
             rows = s.all("resolve_job_id", {"low": low, "high": high, "user_id": user_id})
-        if not rows:
-            raise JobNotFoundError(f"No job with an id starting {value!r}.")
-        if len(rows) > 1:
+            if len(digits) <= 12:  # the last group of the id: a short id
+                rows += s.all("resolve_job_suffix", {"suffix": digits, "user_id": user_id})
+        found = sorted({str(r["id"]) for r in rows})
+        if not found:
+            raise JobNotFoundError(f"No job with the id {value!r}.")
+        if len(found) > 1:
             raise InvalidInputError(
-                f"Several jobs have an id starting {value!r}.", "Give more characters of the id."
+                f"Several jobs match the id {value!r}.", "Give more characters, or the full id."
             )
-        return str(rows[0]["id"])
+        return found[0]
 
     # --- dashboards (sql/*/operator.sql) --------------------------------------------------
 

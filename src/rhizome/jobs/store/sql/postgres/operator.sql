@@ -69,6 +69,14 @@ WHERE id BETWEEN %(low)s::uuid AND %(high)s::uuid
   AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
 ORDER BY id LIMIT 2;
 
+-- name: resolve_job_suffix
+-- Job ids ending in a short id (the last 8 to 12 hex digits, random in every id): a scan
+-- of the user's jobs (of all jobs without a user); people type these, machines send ids.
+SELECT id FROM background_jobs
+WHERE right(id::text, length(%(suffix)s)) = %(suffix)s
+  AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+LIMIT 2;
+
 -- name: list_jobs_sorted
 -- list_jobs in another order (%(sort)s is column_asc or column_desc).
 SELECT j.* FROM background_jobs j

@@ -69,6 +69,13 @@ SELECT id FROM background_jobs
 WHERE id BETWEEN :low AND :high AND (:user_id IS NULL OR user_id = :user_id)
 ORDER BY id LIMIT 2;
 
+-- name: resolve_job_suffix
+-- Job ids ending in a short id (the last 8 to 12 hex digits, random in every id): a scan
+-- of the user's jobs (of all jobs without a user); people type these, machines send ids.
+SELECT id FROM background_jobs
+WHERE substr(id, -length(:suffix)) = :suffix AND (:user_id IS NULL OR user_id = :user_id)
+LIMIT 2;
+
 -- name: list_jobs_sorted
 -- list_jobs in another order (:sort is column_asc or column_desc).
 SELECT j.* FROM background_jobs j
