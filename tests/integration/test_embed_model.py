@@ -34,7 +34,7 @@ def test_dimension_and_normalisation(model: MiniLMEmbedder) -> None:
     vectors = model.embed(["The cat sat on the mat", "", "word " * 600])  # last: truncated
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert model.dim == 384 and model.name == "all-MiniLM-L6-v2+int8"  # the default
+    assert model.dim == 384 and model.name == "all-MiniLM-L6-v2+int8-r2"  # the default
 
 
 def test_meaning_not_words(model: MiniLMEmbedder) -> None:

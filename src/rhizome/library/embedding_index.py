@@ -16,7 +16,7 @@ gone). The stamps are read *before* the chunks, so a change committed in between
 again next time rather than missed; values are compared for equality, never ordered
 (sequence order is not commit order).
 
-Only vectors of one model (``chunks.embedding_model``, e.g. ``all-MiniLM-L6-v2+int8``)
+Only vectors of one model (``chunks.embedding_model``, e.g. ``all-MiniLM-L6-v2+int8-r2``)
 are ever in one index.
 """
 

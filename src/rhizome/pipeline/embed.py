@@ -108,7 +108,7 @@ class MiniLMEmbedder:
     used and :attr:`fallback` says why; where the int8 model fails its check, fp32.
 
     :attr:`name` is what stored vectors record: ``all-MiniLM-L6-v2`` for full precision
-    (ONNX fp32 and PyTorch give the same vectors), ``all-MiniLM-L6-v2+int8`` for int8.
+    (ONNX fp32 and PyTorch give the same vectors), ``all-MiniLM-L6-v2+int8-r2`` for int8 (export recipe 2).
     Reading it decides the runtime (the first time on a machine, that exports the model).
 
     Loads on first use, once per instance; one instance is safe to share between
@@ -171,8 +171,13 @@ class MiniLMEmbedder:
 
     @property
     def name(self) -> str:
-        """Model and precision, stored with the vectors."""
-        return self.model if self.precision == "fp32" else f"{self.model}+{self.precision}"
+        """Model and precision, stored with the vectors; int8 adds the export recipe (a new
+        recipe quantizes differently, so its vectors must not join an older index)."""
+        if self.precision == "fp32":
+            return self.model
+        from rhizome.pipeline.minilm_onnx import RECIPE
+
+        return f"{self.model}+{self.precision}-r{RECIPE}"
 
     def describe(self) -> dict[str, Any]:
         """For the health endpoint: what was asked, what runs (without loading anything)."""
