@@ -140,9 +140,10 @@ def test_export_is_cached_with_its_hash(tmp_path: Path) -> None:
 
 
 def test_int8_weights_fit_in_7_bits_and_the_first_feed_forward_outputs_stay_fp32() -> None:
-    """Weights in [-64, 64] keep the sum of two u8×s8 products within 16 bits (2 × 255 × 64), so the AVX2 and
-    AVX-512BW kernels of CPUs without VNNI (which saturate there) give the same vectors as
-    VNNI ones; without it the gate's mean cosine fell to 0.9899 on such a machine."""
+    """Weights in [-64, 64] keep the sum of two u8 x s8 products within 16 bits (2 x 255 x
+    64), so the AVX2 and AVX-512BW kernels of CPUs without VNNI (which saturate there) give
+    the same vectors as VNNI ones; without it the gate's mean cosine fell to 0.9899 on such
+    a machine."""
     import onnx
     from onnx import numpy_helper
 

@@ -108,7 +108,8 @@ class MiniLMEmbedder:
     used and :attr:`fallback` says why; where the int8 model fails its check, fp32.
 
     :attr:`name` is what stored vectors record: ``all-MiniLM-L6-v2`` for full precision
-    (ONNX fp32 and PyTorch give the same vectors), ``all-MiniLM-L6-v2+int8-r2`` for int8 (export recipe 2).
+    (ONNX fp32 and PyTorch give the same vectors), ``all-MiniLM-L6-v2+int8-r2`` for int8
+    (export recipe 2).
     Reading it decides the runtime (the first time on a machine, that exports the model).
 
     Loads on first use, once per instance; one instance is safe to share between

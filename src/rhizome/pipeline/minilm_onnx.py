@@ -136,7 +136,8 @@ def _kept_in_fp32(model_path: Path) -> list[str]:
 
     layers = tuple(f"/layer.{i}/output/dense/" for i in range(FP32_FFN_LAYERS))
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type == "MatMul" and any(x in n.name for x in layers)]
+    products = (n for n in graph.node if n.op_type == "MatMul")
+    return [n.name for n in products if any(x in n.name for x in layers)]
 
 
 class ExportError(Exception):
