@@ -4,6 +4,7 @@ and sub-folder paths, symlinks that lead outside, frontmatter written and read b
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,32 @@ def test_highlights_note_has_one_callout_per_highlight() -> None:
     assert "> [!info] Highlight" in raw and "> [!quote] Highlight (unmatched)" in raw
     assert "**Note:** opening" in raw and "#sea" in raw
     assert "[[Moby-Dick#Chapter 1. Loomings.|Chapter 1. Loomings.]]" in raw
+
+
+def test_two_threads_writing_one_note_at_once(tmp_path: Path) -> None:
+    """Two jobs of one worker (threads of one process) exporting the same note: each
+    write has a temporary file of its own (the pid alone was shared: one thread's rename
+    took the other's file away, FileNotFoundError, and the export failed)."""
+    vault = tmp_path / "vault"
+    (vault / ".obsidian").mkdir(parents=True)
+    v = Vault(VaultSettings("u", str(vault)))
+    v.check()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def writer(n: int) -> None:
+        start.wait()
+        try:
+            for i in range(300):
+                v.write("Documents/Same/Same.md", f"{n} {i}".encode())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    folder = vault / "Rhizome" / "Documents" / "Same"
+    assert [p.name for p in folder.iterdir()] == ["Same.md"]  # no temporary file left

@@ -21,6 +21,7 @@ Series (``metric``, ``job_type``, ``label``):
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from rhizome.jobs.model import Job
@@ -47,11 +48,17 @@ def bucket_label(bound: float) -> str:
 
 
 class WorkerMetrics:
-    """A worker's increments since they were last stored (thread-safe)."""
+    """A worker's increments since they were last stored (thread-safe).
+
+    A histogram observation costs one bisect and three additions (the worker makes one or
+    two per job); the cumulative ``_bucket`` series are made when the increments are taken,
+    once per heartbeat."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str, str], float] = {}
+        # (metric, job_type) -> [count per bucket (not cumulative; +Inf last), sum, count]
+        self._hist: dict[tuple[str, str], list[float]] = {}
 
     def count(self, metric: str, job_type: str, label: str = "", n: float = 1) -> None:
         with self._lock:
@@ -60,16 +67,15 @@ class WorkerMetrics:
 
     def observe(self, metric: str, job_type: str, value: float) -> None:
         value = max(0.0, float(value))
+        bounds = HISTOGRAMS[metric]
+        index = bisect_left(bounds, value)  # the first bound >= value (len: +Inf)
         with self._lock:
-            for bound in (*HISTOGRAMS[metric], float("inf")):
-                if value <= bound:
-                    key = (f"{metric}_bucket", job_type, bucket_label(bound))
-                    self._pending[key] = self._pending.get(key, 0.0) + 1
-            for key, add in (
-                ((f"{metric}_sum", job_type, ""), value),
-                ((f"{metric}_count", job_type, ""), 1.0),
-            ):
-                self._pending[key] = self._pending.get(key, 0.0) + add
+            hist = self._hist.get((metric, job_type))
+            if hist is None:
+                hist = self._hist[(metric, job_type)] = [0.0] * (len(bounds) + 3)
+            hist[index] += 1
+            hist[-2] += value
+            hist[-1] += 1
 
     # --- what the worker reports ------------------------------------------------------------
 
@@ -96,6 +102,19 @@ class WorkerMetrics:
         """The increments since the last call (cleared)."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            hists, self._hist = self._hist, {}
+        for (metric, job_type), hist in hists.items():
+            bounds = (*HISTOGRAMS[metric], float("inf"))
+            cumulative = 0.0
+            for bound, n in zip(bounds, hist, strict=False):
+                cumulative += n
+                key = (f"{metric}_bucket", job_type, bucket_label(bound))
+                pending[key] = pending.get(key, 0.0) + cumulative
+            for key, add in (
+                ((f"{metric}_sum", job_type, ""), hist[-2]),
+                ((f"{metric}_count", job_type, ""), hist[-1]),
+            ):
+                pending[key] = pending.get(key, 0.0) + add
         return [(m, t, lb, v) for (m, t, lb), v in pending.items() if v]
 
     def put_back(self, deltas: Sequence[Delta]) -> None:

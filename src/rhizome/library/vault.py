@@ -22,10 +22,12 @@ size and modification time first: unchanged notes are not even read).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import secrets
 import stat
 import unicodedata
 from collections.abc import Sequence
@@ -318,10 +320,16 @@ class Vault:
         if path.is_file() and sha256(path.read_bytes()) == sha256(data):
             return False
         self.ensure_folder(str(PurePosixPath(rel).parent))
-        tmp = path.with_name(f".{path.name}.rhizome-{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        # a name of its own: two jobs of one worker may write the same note at once
+        tmp = path.with_name(f".{path.name}.rhizome-{os.getpid()}-{secrets.token_hex(6)}.tmp")
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return True
 
     def listdir(self, rel: str) -> list[os.DirEntry[str]]:
