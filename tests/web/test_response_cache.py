@@ -288,6 +288,15 @@ def test_an_answer_computed_across_a_change_that_moves_it_is_not_kept() -> None:
     cache.end(ticket, "p", b"page", resolved="abcd1234-0000")
     cache.moved(jobs=["abcd1234-9999"])
     assert cache.get("p") is None
+    # ... and by a short id (the id's last digits), while it is computed or once kept
+    for keep_first in (False, True):
+        ticket = cache.begin(Scope("ann", job="9a8b7c6d"))
+        if keep_first:
+            cache.end(ticket, "s", b"page", resolved="0190-0000-12349a8b7c6d")
+        cache.moved(jobs=["0190-ffff-55559a8b7c6d"])
+        if not keep_first:
+            cache.end(ticket, "s", b"page", resolved="0190-0000-12349a8b7c6d")
+        assert cache.get("s") is None, keep_first
     # a deleted job of an unknown user drops every library answer
     for user in ("ann", "bob"):
         cache.end(cache.begin(Scope(user)), user, b"x")

@@ -149,8 +149,9 @@ class Scope:
 
     * a user's *library* answers (job lists and searches, the documents, a document): any
       change of one of the user's jobs except those of a type in ``ignore``;
-    * one job's page (``job`` = the id or prefix it was asked by): any change of a job
-      whose id starts with it, or of its timeline.
+    * one job's page (``job`` = the id, prefix or short id it was asked by): any change
+      of a job whose id starts or ends with it (a short id is the id's last digits), or of
+      its timeline.
     """
 
     user: str
@@ -160,7 +161,10 @@ class Scope:
     def moved_by(self, user: str | None, job_id: str | None, job_type: str | None) -> bool:
         """Whether a change of a job (``None``: not known) may move this answer."""
         if self.job is not None:
-            return job_id is None or job_id.lower().startswith(self.job)
+            if job_id is None:
+                return True
+            job_id = job_id.lower()
+            return job_id.startswith(self.job) or job_id.endswith(self.job)
         if user is not None and user != self.user:
             return False
         return job_type is None or job_type not in self.ignore
