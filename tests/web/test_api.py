@@ -147,7 +147,7 @@ def test_list_filters_search_and_counts(client: TestClient, store: SqlJobStore) 
     assert ids(client.get("/api/jobs?q=whale")) == [of_doc.id]  # the document's title
     assert ids(client.get("/api/jobs?q=Chunk%203")) == [chunking.id]
     assert ids(client.get("/api/jobs?q=100%25")) == []  # LIKE wildcards are literal
-    assert ids(client.get("/api/jobs?q=" + dead.id[:13])) == [dead.id]
+    assert ids(client.get("/api/jobs?q=" + dead.short_id)) == [dead.id]  # its short id
 
     r = client.get("/api/jobs?limit=3&offset=0").json()
     assert r["total"] == 9 and len(r["jobs"]) == 3

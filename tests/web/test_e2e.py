@@ -7,6 +7,7 @@ the test's temporary folder (``screenshots/``)."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,36 @@ def test_upload_corpus_document_pause_resume_and_chunks(
     assert page.locator("li.chunk").count() > 1
     expect(page.locator(".markdown")).not_to_be_empty()
     snap(page, shots, "24-document-chunks")
+
+
+def test_a_change_between_the_render_and_the_live_subscription_shows(
+    page: Any, live_server: LiveServer
+) -> None:
+    """The job completes after its page was rendered but before the page's live
+    subscription starts (held back here): no message is sent for it, so the first snapshot
+    tells the page that the feed moved, and the page reads itself again (CI once saw a
+    job page stay at "Processing" for good)."""
+    api = live_server.client()
+    job = api.post(
+        "/api/jobs", json={"type": "noop", "input": {"stages": 1, "units": 8, "sleep_ms": 300}}
+    )
+    job_id = job.json()["jobs"][0]["id"]
+    deadline = time.monotonic() + 60
+    while api.get(f"/api/jobs/{job_id}").json()["job"]["status"] != "processing":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+    held: list[Any] = []
+    page.route("**/api/events", lambda route: held.append(route))  # waits until released
+    page.goto(f"/jobs/{job_id}")
+    status = page.locator("#job-status .status")
+    expect(status).to_have_text("Processing")
+    while api.get(f"/api/jobs/{job_id}").json()["job"]["status"] != "completed":
+        assert time.monotonic() < deadline, "the job did not complete"
+        time.sleep(0.05)
+    while not held:
+        assert time.monotonic() < deadline, "the page did not subscribe"
+        page.wait_for_timeout(50)
+    held[0].continue_()
+    page.unroute("**/api/events")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(status).to_have_text("Completed", timeout=10_000)

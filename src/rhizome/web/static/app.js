@@ -236,6 +236,18 @@
 
   function stampOf(j) { return Math.max(ts(j.updated_at), ts(j.heartbeat_at)); }
 
+  // Whether a page rendered before its first live subscription shows a job otherwise than
+  // that subscription's snapshot (which holds every unfinished job): a change between the
+  // two sent no message. shown: [[job id, status label shown], ...].
+  function behindSnapshot(d, shown) {
+    var now = new Map();
+    d.jobs.forEach(function (j) { now.set(j.id, j.status_label); });
+    return shown.some(function (s) {
+      var label = now.get(s[0]);
+      return label === undefined ? UNFINISHED.hasOwnProperty(s[1]) : label !== s[1];
+    });
+  }
+
   function connect() {
     var es = new EventSource("/api/events");
     es.onopen = function () { setLive("live"); };
@@ -295,6 +307,7 @@
   // --- the ProcessingDock ------------------------------------------------------------------------
   var DOCK_MAX = 8;
   var ORDER = { processing: 0, pausing: 0, cancelling: 0, pending: 1, retrying: 2, paused: 3 };
+  var UNFINISHED = ORDER;  // the statuses a snapshot lists
   var dock = $("#dock");
 
   function dockVisible(j) { return R.hidden || !j.hidden; }
@@ -613,7 +626,10 @@
       }
     };
     page.deleted = function () { refresh(); };
-    page.snapshot = function (d, n) { if (n > 1) refresh(); };
+    page.snapshot = function (d, n) {
+      var rows = $$("tr.job-row", main).map(function (r) { return [r.dataset.jobId, r.dataset.status]; });
+      if (n > 1 || behindSnapshot(d, rows)) refresh();
+    };
   }
 
   // --- page: one job -----------------------------------------------------------------------------------
@@ -664,7 +680,10 @@
     };
     page.event = function (e) { if (e.job_id === R.job_id) refresh(); };
     page.deleted = function (id) { if (id === R.job_id) page.gone(); };
-    page.snapshot = function (d, n) { if (n > 1) refresh(); };
+    page.snapshot = function (d, n) {
+      var head = $(".job-head", box);
+      if (n > 1 || (head && behindSnapshot(d, [[R.job_id, head.dataset.status]]))) refresh();
+    };
     page.log = function (line) {
       if (line.job_id !== R.job_id) return;
       var list = $("#job-log", box);
