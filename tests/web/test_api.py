@@ -423,6 +423,10 @@ def test_job_types_and_workers(client: TestClient, store: SqlJobStore) -> None:
         assert (t["label"], t["icon"], t["registered"]) == (jt.label, jt.icon, True), name
     assert types["noop"]["hidden"] and types["noop"]["registered"]
     assert types["noop"]["input_schema"]["properties"]["units"]
+    for name, t in types.items():  # every built-in type declares its own time limit
+        assert t["time_limit_seconds"] == registry.get(name).time_limit_seconds, name
+        assert 0 < t["time_limit_seconds"] <= 6 * 3600, name
+    assert types["process_document"]["time_limit_seconds"] == 2 * 3600
     store.register_worker("w-1", "host-a", 42, 4, None)
     workers = client.get("/api/workers").json()["workers"]
     assert workers[0]["id"] == "w-1" and workers[0]["host"] == "host-a"

@@ -29,7 +29,7 @@ from rhizome.handlers.connections_common import (
     run_engine,
 )
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.library.connections import Curation, weights_from_settings
 from rhizome.library.repo import Library
 from rhizome.pipeline.connect import ENGINES, Weights
@@ -66,6 +66,7 @@ class DetectInput(BaseModel):
     stages=STAGES,
     input_model=DetectInput,
     owned={"document_id": "document"},  # checked by the API before it enqueues
+    time_limit_seconds=2 * HOUR,  # a huge document against a big library: ~10 min here
 )
 def detect_connections_job(ctx: JobContext, data: DetectInput) -> dict[str, Any]:
     """Find connections between a document and the rest of the library."""

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.library.repo import DocumentNotFoundError, Library
 
 # The library code behind this job is imported when it runs, not when the job type is
@@ -63,6 +63,7 @@ def export_key(user_id: str, job_id: str, created: datetime | None) -> str:
     stages=STAGES,
     input_model=ExportInput,
     owned={"document_ids": "document"},  # checked by the API before it enqueues
+    time_limit_seconds=2 * HOUR,  # a 1,000-document library: minutes
 )
 def export_documents(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
     """Write documents with their files, chunks, embeddings, highlights and connections

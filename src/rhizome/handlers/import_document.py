@@ -25,7 +25,7 @@ from rhizome.errors import InvalidInputError, RhizomeError
 from rhizome.handlers.process_document import wait_for_model
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.jobs.store.queries import load_queries
 from rhizome.storage import validate_key
 
@@ -86,6 +86,7 @@ def source_prefixes(user_id: str) -> tuple[str, str]:
     stages=STAGES,
     input_model=ImportInput,
     public=False,  # enqueued by the server (its own route), never from POST /api/jobs
+    time_limit_seconds=2 * HOUR,  # as the export
 )
 def import_document(ctx: JobContext, data: ImportInput) -> dict[str, Any]:
     """Import an export ZIP or a storage folder into the library."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rhizome.errors import InvalidInputError, PaywallError, PermanentError, TransientError
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 
 
 class NoopInput(BaseModel):
@@ -65,6 +65,7 @@ def noop_stages(data: NoopInput) -> list[Stage]:
     stages=noop_stages,
     input_model=NoopInput,
     hidden=True,
+    time_limit_seconds=HOUR,  # tests and benchmarks
 )
 def noop(ctx: JobContext, data: NoopInput) -> dict[str, Any]:
     """Sleeps through its stages; for tests, benchmarks and health checks."""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.library.repo import Library
 
 # The library code behind this job is imported when it runs, not when the job type is
@@ -48,6 +48,7 @@ class ExportInput(BaseModel):
     stages=STAGES,
     input_model=ExportInput,
     owned={"document_ids": "document"},  # checked by the API before it enqueues
+    time_limit_seconds=HOUR,  # 1,000 documents: under a minute
 )
 def obsidian_export(ctx: JobContext, data: ExportInput) -> dict[str, Any]:
     """Write documents as notes into the user's Obsidian vault."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.library.repo import Library
 
 # The library code behind this job is imported when it runs, not when the job type is
@@ -55,6 +55,7 @@ class SyncInput(BaseModel):
     stages=STAGES,
     input_model=SyncInput,
     owned={"document_ids": "document"},  # checked by the API before it enqueues
+    time_limit_seconds=HOUR,  # 1,000 notes without changes: under a second
 )
 def obsidian_sync(ctx: JobContext, data: SyncInput) -> dict[str, Any]:
     """Bring vault edits into the library and library changes into the vault."""

@@ -22,7 +22,7 @@ from rhizome.errors import InvalidInputError, JobLostError, RhizomeError
 from rhizome.jobs.client import enqueue
 from rhizome.jobs.context import JobContext, JobInterrupted
 from rhizome.jobs.model import ErrorType
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.jobs.retry import classify, user_message
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class ProcessInput(BaseModel):
     stages=STAGES,
     input_model=ProcessInput,
     public=False,  # enqueued by the server (its own route), never from POST /api/jobs
+    time_limit_seconds=2 * HOUR,  # Moby-Dick: 20 s; the largest document the caps allow: minutes
 )
 def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     """Turn a source into markdown, chunks and embeddings."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rhizome.config import load_settings
 from rhizome.errors import InvalidInputError
 from rhizome.jobs.context import JobContext
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.library.model import Document
 from rhizome.library.repo import Library
 
@@ -70,6 +70,7 @@ class ReadwiseInput(BaseModel):
     stages=STAGES,
     input_model=ReadwiseInput,
     owned={"file_key": "storage_key"},  # checked by the API before it enqueues
+    time_limit_seconds=HOUR,  # 1,000 highlights: seconds
 )
 def readwise_import(ctx: JobContext, data: ReadwiseInput) -> dict[str, Any]:
     """Import Readwise highlights into the documents they come from."""

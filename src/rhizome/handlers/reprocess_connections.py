@@ -40,7 +40,7 @@ from rhizome.handlers.connections_common import (
     reembed_stale,
 )
 from rhizome.jobs.context import JobContext, JobInterrupted
-from rhizome.jobs.registry import Stage, registry
+from rhizome.jobs.registry import HOUR, Stage, registry
 from rhizome.library.connections import Curation, weights_from_settings
 from rhizome.library.repo import Library
 from rhizome.pipeline.connect import ENGINES, Weights
@@ -72,6 +72,7 @@ class ReprocessInput(BaseModel):
     stages=STAGES,
     input_model=ReprocessInput,
     owned={"document_ids": "document"},  # checked by the API before it enqueues
+    time_limit_seconds=6 * HOUR,  # every document of a library, one after another
 )
 def reprocess_connections(ctx: JobContext, data: ReprocessInput) -> dict[str, Any]:
     """Re-run connection detection for documents (a checkpoint after each document)."""

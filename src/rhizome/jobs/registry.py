@@ -56,7 +56,8 @@ class _EmptyInput(BaseModel):
     model_config = {"extra": "forbid"}
 
 
-DEFAULT_TIME_LIMIT_SECONDS = 4 * 3600.0
+HOUR = 3600.0
+DEFAULT_TIME_LIMIT_SECONDS = 4 * HOUR
 """A run of a job type that declares no time limit of its own stops after four hours."""
 
 
@@ -120,6 +121,7 @@ class JobType:
             "description": self.description,
             "stages": static,
             "input_schema": self.input_model.model_json_schema(),
+            "time_limit_seconds": self.time_limit_seconds,
         }
 
 

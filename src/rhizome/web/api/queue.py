@@ -65,11 +65,14 @@ def resume_queue(
 @router.get("/job-types", summary="Job types with labels, icons and stages")
 def job_types(state: StateDep) -> dict[str, Any]:
     """The registered job types (the only ones offered as filters), with the labels and
-    icons their registry entries declare."""
+    icons their registry entries declare, and ``time_limit_seconds``: the longest one run
+    may take (the type's own limit, or ``job_time_limits``; null: none)."""
     out = []
+    overrides = state.app.settings.job_time_limits
     for t in display.all_types(state.registry, include_hidden=True):
         item = t.to_dict()
         described = state.registry.get(t.name).describe()
+        item["time_limit_seconds"] = overrides.get(t.name, described["time_limit_seconds"])
         item.update(
             {
                 "description": described["description"],
