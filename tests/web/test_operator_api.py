@@ -67,6 +67,11 @@ def test_metrics_counters_grow_by_exactly_what_ran(
     make_worker(store, storage, burst=True).run()
     assert store.get(flaky.id).attempt == 2 and store.get(ghost.id).attempt == 2
     after = scrape(client)
+    # the job's API answer and page say that its worker died once
+    shown = client.get(f"/api/jobs/{ghost.id}").json()["job"]
+    assert (shown["takeovers"], shown["infra_retries"]) == (1, 0)
+    assert "its worker died 1×" in client.get(f"/jobs/{ghost.id}").text
+    assert "its worker died" not in client.get(f"/jobs/{flaky.id}").text
 
     noop = {"job_type": "noop"}
     assert grew(before, after, "rhizome_job_runs_total", outcome="completed", **noop) == 5

@@ -116,6 +116,8 @@ def job_detail(
             "checkpoint_hash": full["checkpoint_hash"],
             "dedupe_key": full["dedupe_key"],
             "lease_expires_at": full["lease_expires_at"],
+            "takeovers": job.takeovers,
+            "infra_retries": job.infra_retries,
             "stages": display.stage_rows(registry, job),
             "error_guidance": display.error_guidance(job) if out["error_type"] else None,
             "previous_error": None
