@@ -70,7 +70,7 @@ def test_metrics_counters_grow_by_exactly_what_ran(
     # the job's API answer and page say that its worker died once
     shown = client.get(f"/api/jobs/{ghost.id}").json()["job"]
     assert (shown["takeovers"], shown["infra_retries"]) == (1, 0)
-    assert "its worker died 1×" in client.get(f"/jobs/{ghost.id}").text
+    assert "its worker died 1\u00d7" in client.get(f"/jobs/{ghost.id}").text
     assert "its worker died" not in client.get(f"/jobs/{flaky.id}").text
 
     noop = {"job_type": "noop"}
