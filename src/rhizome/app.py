@@ -126,6 +126,7 @@ class App:
             retry=RetryPolicy(base_seconds=s.retry_base_seconds, cap_seconds=s.retry_cap_seconds),
             max_takeovers=s.max_takeovers,
             time_limits=dict(s.job_time_limits),
+            memory_limits=dict(s.job_memory_limits),
         )
         store = self.wait_for_store(exit_if_unavailable=exit_if_unavailable)
         return Worker(store, self.storage, self.registry, config)

@@ -76,8 +76,6 @@ class Settings(BaseSettings):
     machine), ``*`` (any peer) or addresses and networks, comma-separated."""
     fetch_allow_private: bool = False
     """Let URL documents fetch loopback, private, link-local and multicast addresses."""
-    extract_memory_mb: int = Field(2048, ge=64)
-    """Address-space limit of the child process that reads one document."""
     extract_cpu_seconds: int = Field(300, ge=1)
     extract_timeout_seconds: float = Field(600.0, gt=0)
     max_document_words: int = Field(2_000_000, ge=1)
@@ -86,6 +84,10 @@ class Settings(BaseSettings):
     """Per job type, the longest one run may take (seconds), over the type's own limit
     (4 hours unless the type declares another):
     ``RHIZOME_JOB_TIME_LIMITS='{"process_document": 7200}'``."""
+    job_memory_limits: dict[str, Annotated[int, Field(ge=64)]] = Field(default_factory=dict)
+    """Per job type, the address-space limit (MB) of the child process in which a run reads
+    untrusted input, over the type's own limit (``process_document``: 2048):
+    ``RHIZOME_JOB_MEMORY_LIMITS='{"process_document": 4096}'``."""
     max_takeovers: int = Field(3, ge=0)
     """Times a job whose worker died (lease expired) is handed to another worker; the
     next death fails it as ``permanent`` (a crash loop)."""

@@ -106,7 +106,6 @@ def backends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[SqlJobStore, LocalStorage]]:
     monkeypatch.setenv("RHIZOME_EMBEDDER", "hash")
-    monkeypatch.setenv("RHIZOME_EXTRACT_MEMORY_MB", "400")
     monkeypatch.setenv("RHIZOME_MAX_DOCUMENT_WORDS", "1000000")
     store = open_product_store(f"sqlite:///{tmp_path / 'rhizome.db'}")
     try:
@@ -116,7 +115,7 @@ def backends(
 
 
 HOSTILE = {
-    "flate-bomb.pdf": (flate_bomb_pdf, "of memory"),
+    "flate-bomb.pdf": (flate_bomb_pdf, "needs more than 400.0 MB of memory"),
     "many-words.epub": (many_words_epub, "words; the limit is 1,000,000"),
     "long-line.txt": (lambda: b"a" * (20 * MB), "characters without a break"),
     "nested.html": (deep_html, "nested too deeply"),
@@ -133,7 +132,15 @@ def test_hostile_files_fail_invalid_and_the_worker_goes_on(
     }
     good = add_bytes(store, storage, b"# Fine\n\nA perfectly normal note.\n", filename="ok.md")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    make_worker(store, storage, burst=True, concurrency=1, lease_seconds=60).run()
+    worker = make_worker(
+        store,
+        storage,
+        burst=True,
+        concurrency=1,
+        lease_seconds=60,
+        memory_limits={"process_document": 400},  # over the type's own 2,048 MB
+    )
+    worker.run()
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     for name, (_, expected) in HOSTILE.items():
         job = store.get(added[name].job.id)

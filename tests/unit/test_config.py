@@ -176,7 +176,7 @@ SAMPLES: dict[str, object] = {
     "api_cache_seconds": 2.5,
     "trusted_proxy": "10.0.0.5,192.168.0.0/24",
     "fetch_allow_private": True,
-    "extract_memory_mb": 512,
+    "job_memory_limits": {"process_document": 512},
     "extract_cpu_seconds": 30,
     "extract_timeout_seconds": 45.0,
     "max_document_words": 1000,

@@ -427,6 +427,9 @@ def test_job_types_and_workers(client: TestClient, store: SqlJobStore) -> None:
         assert t["time_limit_seconds"] == registry.get(name).time_limit_seconds, name
         assert 0 < t["time_limit_seconds"] <= 6 * 3600, name
     assert types["process_document"]["time_limit_seconds"] == 2 * 3600
+    # a memory limit where a run reads untrusted input in a child process, none elsewhere
+    assert types["process_document"]["memory_limit_mb"] == 2048
+    assert types["export_documents"]["memory_limit_mb"] is None
     store.register_worker("w-1", "host-a", 42, 4, None)
     workers = client.get("/api/workers").json()["workers"]
     assert workers[0]["id"] == "w-1" and workers[0]["host"] == "host-a"

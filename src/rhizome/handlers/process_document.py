@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 # The pipeline (extraction, numpy, the embedding model) is imported when a document job
 # runs, not when the job type is registered: a starting worker imports this module.
 
+EXTRACT_MEMORY_MB = 2048
+"""process_document's own memory limit: the address space of the child process that reads
+the file (``RHIZOME_JOB_MEMORY_LIMITS`` overrides it)."""
+
 STAGES = (
     Stage("extract", "Extracting text", 0, 30),
     Stage("clean", "Cleaning markdown", 30, 35),
@@ -69,6 +73,7 @@ class ProcessInput(BaseModel):
     input_model=ProcessInput,
     public=False,  # enqueued by the server (its own route), never from POST /api/jobs
     time_limit_seconds=2 * HOUR,  # Moby-Dick: 20 s; the largest document the caps allow: minutes
+    memory_limit_mb=EXTRACT_MEMORY_MB,  # the child that reads the file (a 600 MB PDF: 0.5 GB)
 )
 def process_document(ctx: JobContext, data: ProcessInput) -> dict[str, Any]:
     """Turn a source into markdown, chunks and embeddings."""
@@ -331,7 +336,7 @@ def _extract(
         ctx.progress(fraction=done / max(total, 1), details=f"Reading part {done:,} of {total:,}")
 
     limits = ExtractLimits(
-        memory_bytes=settings.extract_memory_mb * 1024 * 1024,
+        memory_bytes=(ctx.memory_limit_mb or EXTRACT_MEMORY_MB) * 1024 * 1024,
         cpu_seconds=settings.extract_cpu_seconds,
         wall_seconds=settings.extract_timeout_seconds,
     )

@@ -218,6 +218,7 @@ class JobContext:
         logger: logging.Logger | None = None,
         safe_point_hook: SafePointHook | None = None,
         time_limit: float | None = None,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.job = job
         self.stages = stages
@@ -238,6 +239,9 @@ class JobContext:
         self._hook = safe_point_hook
         self.time_limit = time_limit
         """Seconds this run may take (None: no limit), checked at safe points."""
+        self.memory_limit_mb = memory_limit_mb
+        """The address-space limit (MB) of a child process this run starts to read untrusted
+        input (the type's own, or ``job_memory_limits``; None: the type declares none)."""
         self._began = clock()
         self.resumed_from: Checkpoint | None = None
         """The verified checkpoint this run continued from (None: started fresh)."""

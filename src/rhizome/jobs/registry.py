@@ -83,6 +83,12 @@ class JobType:
     ``job_time_limits`` overrides it per type. Checked at every safe point and progress
     write: past it the job stops there and fails as permanent, and a retry continues from
     its last checkpoint."""
+    memory_limit_mb: int | None = None
+    """The address-space limit (MB) of the child process in which a run of this type reads
+    untrusted input, for types that start one (``process_document``: extraction); None:
+    the type starts none, it runs in the worker's threads, bounded by its input caps. The
+    setting ``job_memory_limits`` overrides it per type (:attr:`JobContext.memory_limit_mb`
+    is the limit in force)."""
     owned: Mapping[str, str] = field(default_factory=dict)
     """Input fields that name something the requesting user must own, and what they name:
     ``{"document_id": "document", "document_ids": "document"}`` (a list: each item). The
@@ -122,6 +128,7 @@ class JobType:
             "stages": static,
             "input_schema": self.input_model.model_json_schema(),
             "time_limit_seconds": self.time_limit_seconds,
+            "memory_limit_mb": self.memory_limit_mb,
         }
 
 
@@ -150,6 +157,7 @@ class Registry:
         public: bool = True,
         owned: Mapping[str, str] | None = None,
         time_limit_seconds: float | None = DEFAULT_TIME_LIMIT_SECONDS,
+        memory_limit_mb: int | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`register`."""
 
@@ -168,6 +176,7 @@ class Registry:
                     public=public,
                     owned=dict(owned or {}),
                     time_limit_seconds=time_limit_seconds,
+                    memory_limit_mb=memory_limit_mb,
                 )
             )
             return handler

@@ -198,6 +198,8 @@ def _run_once(
         worker_id,
         progress_interval=0.0,
         safe_point_hook=_hook(store, record, interrupt_at, interrupt),
+        time_limit=kind.time_limit_seconds,
+        memory_limit_mb=kind.memory_limit_mb,
     )
     try:
         output = kind.handler(ctx, data) or {}

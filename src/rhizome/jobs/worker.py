@@ -87,6 +87,9 @@ class WorkerConfig:
     """Takeovers of an expired lease before the reaper fails a job as a crash loop."""
     time_limits: Mapping[str, float] = field(default_factory=dict)
     """Per job type, seconds one run may take (overrides the type's own limit)."""
+    memory_limits: Mapping[str, int] = field(default_factory=dict)
+    """Per job type, MB for the child process a run reads untrusted input in (overrides
+    the type's own limit)."""
     unavailable_backoff_max: float = 10.0
     """Longest wait between tries while the database cannot be reached."""
     storage_backoff_base: float = 5.0
@@ -519,6 +522,7 @@ class Worker:
             self.id,
             progress_interval=self.config.progress_interval,
             time_limit=self.config.time_limits.get(job.job_type, job_type.time_limit_seconds),
+            memory_limit_mb=self.config.memory_limits.get(job.job_type, job_type.memory_limit_mb),
         )
         with self._running_lock:
             self._running[job.id] = ctx

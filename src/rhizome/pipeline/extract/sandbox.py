@@ -35,7 +35,8 @@ from .base import Extracted, ProgressFn, human_size
 
 @dataclass(frozen=True)
 class ExtractLimits:
-    """Hard limits of one extraction (settings ``RHIZOME_EXTRACT_MEMORY_MB`` …)."""
+    """Hard limits of one extraction (the job type's memory limit, settings
+    ``RHIZOME_EXTRACT_CPU_SECONDS`` and ``RHIZOME_EXTRACT_TIMEOUT_SECONDS``)."""
 
     memory_bytes: int = 2048 * 1024 * 1024
     cpu_seconds: int = 300
@@ -137,7 +138,8 @@ def _death(code: int | None, limits: ExtractLimits) -> InvalidInputError:
     return InvalidInputError(
         f"Reading this file needs more than {human_size(limits.memory_bytes)} of memory "
         f"(the reader process ended with code {code}).",
-        "If the file is genuine, raise RHIZOME_EXTRACT_MEMORY_MB; otherwise it may be a "
+        "If the file is genuine, raise the job type's memory limit "
+        "(RHIZOME_JOB_MEMORY_LIMITS='{\"process_document\": MB}'); otherwise it may be a "
         "decompression bomb.",
     )
 

@@ -65,14 +65,20 @@ def resume_queue(
 @router.get("/job-types", summary="Job types with labels, icons and stages")
 def job_types(state: StateDep) -> dict[str, Any]:
     """The registered job types (the only ones offered as filters), with the labels and
-    icons their registry entries declare, and ``time_limit_seconds``: the longest one run
-    may take (the type's own limit, or ``job_time_limits``; null: none)."""
+    icons their registry entries declare, ``time_limit_seconds``: the longest one run may
+    take (the type's own limit, or ``job_time_limits``; null: none), and
+    ``memory_limit_mb``: the address-space limit of the child process a run reads untrusted
+    input in (the type's own, or ``job_memory_limits``; null: the type starts none)."""
     out = []
-    overrides = state.app.settings.job_time_limits
+    settings = state.app.settings
+    overrides = settings.job_time_limits
     for t in display.all_types(state.registry, include_hidden=True):
         item = t.to_dict()
         described = state.registry.get(t.name).describe()
         item["time_limit_seconds"] = overrides.get(t.name, described["time_limit_seconds"])
+        item["memory_limit_mb"] = settings.job_memory_limits.get(
+            t.name, described["memory_limit_mb"]
+        )
         item.update(
             {
                 "description": described["description"],
