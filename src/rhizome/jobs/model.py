@@ -28,7 +28,7 @@ def short_job_id(job_id: str) -> str:
     """The short id the CLI and the UI show: the id's last 8 hex digits (random in
     UUIDv7 and v4 alike; the first ones of a UUIDv7 are the same for every job made
     within a minute). ``resolve_job_id`` accepts it."""
-    return job_id.replace("-", "")[-SHORT_ID_LENGTH:]
+    return job_id[-SHORT_ID_LENGTH:]  # inside the last group (12 digits, no hyphen)
 
 
 class JobStatus(StrEnum):

@@ -116,6 +116,16 @@ class JobType:
         stages = self.stages(data) if callable(self.stages) else self.stages
         return tuple(stages)
 
+    def limits(
+        self, time_limits: Mapping[str, float], memory_limits: Mapping[str, int]
+    ) -> tuple[float | None, int | None]:
+        """The time and memory limits in force: the settings' overrides for this type
+        (``job_time_limits``, ``job_memory_limits``), else the type's own."""
+        return (
+            time_limits.get(self.name, self.time_limit_seconds),
+            memory_limits.get(self.name, self.memory_limit_mb),
+        )
+
     def describe(self) -> dict[str, Any]:
         static = None if callable(self.stages) else [s.__dict__ for s in self.stages]
         return {

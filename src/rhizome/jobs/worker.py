@@ -514,6 +514,9 @@ class Worker:
         except RhizomeError as exc:
             self._fail(job, exc, extra)
             return
+        time_limit, memory_limit = job_type.limits(
+            self.config.time_limits, self.config.memory_limits
+        )
         ctx = JobContext(
             job,
             stages,
@@ -521,8 +524,8 @@ class Worker:
             self.storage,
             self.id,
             progress_interval=self.config.progress_interval,
-            time_limit=self.config.time_limits.get(job.job_type, job_type.time_limit_seconds),
-            memory_limit_mb=self.config.memory_limits.get(job.job_type, job_type.memory_limit_mb),
+            time_limit=time_limit,
+            memory_limit_mb=memory_limit,
         )
         with self._running_lock:
             self._running[job.id] = ctx

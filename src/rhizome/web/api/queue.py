@@ -71,13 +71,12 @@ def job_types(state: StateDep) -> dict[str, Any]:
     input in (the type's own, or ``job_memory_limits``; null: the type starts none)."""
     out = []
     settings = state.app.settings
-    overrides = settings.job_time_limits
     for t in display.all_types(state.registry, include_hidden=True):
         item = t.to_dict()
-        described = state.registry.get(t.name).describe()
-        item["time_limit_seconds"] = overrides.get(t.name, described["time_limit_seconds"])
-        item["memory_limit_mb"] = settings.job_memory_limits.get(
-            t.name, described["memory_limit_mb"]
+        job_type = state.registry.get(t.name)
+        described = job_type.describe()
+        item["time_limit_seconds"], item["memory_limit_mb"] = job_type.limits(
+            settings.job_time_limits, settings.job_memory_limits
         )
         item.update(
             {
